@@ -1,0 +1,80 @@
+"""Pieces shared by the ``flexkv-sim`` and ``flexkv-run`` command lines (torch-free).
+
+Bad input (config, trace, options) is reported as one line naming the file and line or
+the key at fault, with exit status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .config import ConfigError
+from .trace import IMPORTERS, TraceError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USAGE_ERRORS = (ConfigError, TraceError, FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+def exit_on_bad_input(func: F) -> F:
+    """Turn the errors a user can fix into ``error: ...`` on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except USAGE_ERRORS as exc:
+            prog = Path(sys.argv[0]).name or "flexkv"
+            click.echo(f"{prog}: error: {_describe(exc)}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
+def trace_options(func: F) -> F:
+    """``--format``, ``--block-size``, ``--config`` and repeated ``--set``."""
+    options = [
+        click.option(
+            "--format", "trace_format", type=click.Choice(sorted(IMPORTERS)), default=None,
+            help="Trace format (default: detected from the first line).",
+        ),
+        click.option(
+            "--block-size", type=click.IntRange(min=1), default=None,
+            help="Tokens per block of an imported trace whose format does not say "
+            "(Mooncake: 512).",
+        ),
+        click.option(
+            "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+            help="FlexKV config file (JSON with // comments, or YAML).",
+        ),
+        click.option(
+            "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+            help="Override one config key, e.g. --set cache_config.num_cpu_blocks=5859 "
+            "(repeatable; applied over --config).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))

@@ -1,0 +1,322 @@
+"""What every configuration key accepts: its type, range, choices and aliases.
+
+The dataclasses in :mod:`flexkv_engine.config.model` hold the defaults; this module holds
+the rules, and both the loader and the dataclasses' own checks use them, so a value is
+validated the same way whether it comes from a file, the environment, ``--set`` or code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+# Bytes per element of each KV-cache dtype, under torch's names.
+DTYPE_SIZES = {"bfloat16": 2, "float16": 2, "float32": 4, "float8_e4m3fn": 1}
+DTYPE_ALIASES = {
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "half": "float16",
+    "fp32": "float32",
+    "float": "float32",
+    "fp8": "float8_e4m3fn",
+}
+REMOTE_BACKENDS = ("fs", "mooncake", "redis")
+# Used only until flexkv_engine.core.policies can be imported.
+_FALLBACK_POLICIES = ("fifo", "filo", "lfu", "lru", "mru", "slru")
+
+
+def policy_names() -> list[str]:
+    """Names of the registered eviction policies, sorted."""
+    try:
+        from flexkv_engine.core.policies import POLICIES
+    except ImportError:
+        return list(_FALLBACK_POLICIES)
+    return sorted(POLICIES)
+
+
+def _dtype_names() -> list[str]:
+    return sorted(DTYPE_SIZES)
+
+
+def _remote_backends() -> list[str]:
+    return list(REMOTE_BACKENDS)
+
+
+@dataclass(frozen=True)
+class Field:
+    """Rules for one leaf key.
+
+    ``kind`` is ``int``, ``float``, ``bool``, ``str`` or ``paths`` (one or more directory
+    names, given as a list or as a ``;``-separated string). Bounds: ``lo`` (excluded when
+    ``lo_open``) and ``hi``, inclusive; ``special`` values are accepted outside them.
+    """
+
+    kind: str
+    optional: bool = False
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    special: tuple[float, ...] = ()
+    choices: Callable[[], Sequence[str]] | None = None
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A group of keys. ``aliases`` maps other spellings of a key to its name;
+    ``ignored`` are FlexKV keys that are accepted with a warning and have no effect."""
+
+    fields: Mapping[str, Field | Section]
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    ignored: frozenset[str] = frozenset()
+
+    def valid_keys(self) -> list[str]:
+        return sorted({*self.fields, *self.aliases})
+
+
+def _capacity_blocks() -> Field:
+    return Field("int", optional=True, lo=0)
+
+
+def _capacity_gb() -> Field:
+    return Field("float", optional=True, lo=0)
+
+
+# FlexKV settings that exist for its own deployment (GDS, server mode, layouts, index
+# acceleration, trace rotation, P2P sharing, its CFS remote store) and mean nothing in
+# this engine. Accepted at the top level and in cache_config.
+FLEXKV_IGNORED_CACHE_KEYS = frozenset(
+    {
+        "enable_cpu", "enable_gds", "gds_cache_gb", "gds_cache_dir", "num_gds_blocks",
+        "index_accel", "server_client_mode", "server_recv_port", "instance_num", "instance_id",
+        "cpu_layout", "ssd_layout", "remote_layout", "gds_layout", "cpu_layout_type",
+        "ssd_layout_type", "remote_layout_type", "gds_layout_type", "iouring_flags",
+        "enable_flexkv", "num_log_interval_requests", "trace_max_file_size_mb",
+        "trace_max_files", "trace_flush_interval_ms", "enable_layerwise_transfer",
+        "h2d_cta_num", "d2h_cta_num", "enable_kv_sharing", "enable_p2p_cpu", "enable_p2p_ssd",
+        "enable_3rd_remote", "num_local_blocks", "num_tmp_cpu_blocks", "distributed_node_id",
+        "remote_cache_size_mode", "remote_file_size", "remote_file_num", "remote_file_prefix",
+        "remote_cache_path", "remote_config_custom",
+    }
+)  # fmt: skip
+# Parallelism is the serving engine's business; the KV layout here is per rank.
+FLEXKV_IGNORED_MODEL_KEYS = frozenset({"tp_size", "dp_size", "pp_size"})
+
+CACHE = Section(
+    fields={
+        "num_cpu_blocks": _capacity_blocks(),
+        "num_ssd_blocks": _capacity_blocks(),
+        "num_remote_blocks": _capacity_blocks(),
+        "cpu_cache_gb": _capacity_gb(),
+        "ssd_cache_gb": _capacity_gb(),
+        "remote_cache_gb": _capacity_gb(),
+        "tokens_per_block": Field("int", optional=True, lo=1),
+        "enable_ssd": Field("bool", optional=True),
+        "enable_remote": Field("bool", optional=True),
+        "eviction_policy": Field("str", choices=policy_names),
+        "evict_ratio": Field("float", lo=0, hi=1),
+        "evict_start_threshold": Field("float", lo=0, hi=1, lo_open=True),
+        "hit_reward_seconds": Field("float", lo=0),
+        "slru_protected_threshold": Field("int", lo=1),
+        "store_after_hits": Field("int", lo=0),
+        "use_ce_transfer_h2d": Field("bool"),
+        "use_ce_transfer_d2h": Field("bool"),
+        "transfer_sms_h2d": Field("int", lo=1),
+        "transfer_sms_d2h": Field("int", lo=1),
+        "ssd_cache_dir": Field("paths"),
+        "ssd_cache_iouring_entries": Field("int", lo=0),
+        "max_file_size_gb": Field("float", lo=0, lo_open=True, special=(-1,)),
+        "enable_trace": Field("bool"),
+        "trace_file_path": Field("str"),
+        "remote_backend": Field("str", choices=_remote_backends),
+        "remote_url": Field("str", optional=True),
+        "remote_key_prefix": Field("str"),
+        "remote_password": Field("str", optional=True),
+        "remote_store_capacity_gb": _capacity_gb(),
+    },
+    aliases={"iouring_entries": "ssd_cache_iouring_entries"},
+    ignored=FLEXKV_IGNORED_CACHE_KEYS,
+)
+
+MODEL = Section(
+    fields={
+        "num_layers": Field("int", lo=1),
+        "num_kv_heads": Field("int", lo=1),
+        "head_size": Field("int", lo=1),
+        "dtype": Field("str", choices=_dtype_names, aliases=DTYPE_ALIASES),
+        "use_mla": Field("bool"),
+    },
+    ignored=FLEXKV_IGNORED_MODEL_KEYS,
+)
+
+COMPUTE = Section(
+    fields={
+        "prefill_fixed_s": Field("float", lo=0),
+        "prefill_per_token_s": Field("float", lo=0),
+        "prefill_quadratic_s": Field("float", lo=0),
+        "decode_step_s": Field("float", lo=0),
+    }
+)
+
+SERVING = Section(
+    fields={
+        "num_gpu_blocks": Field("int", lo=0),
+        "max_concurrency": Field("int", lo=0),
+        "compute": COMPUTE,
+        "hardware_profile": Field("str", optional=True),
+    }
+)
+
+# The nested form. FlexKV's flat form puts cache keys (and their aliases) at the top.
+ROOT = Section(
+    fields={"cache_config": CACHE, "model_config": MODEL, "serving_config": SERVING},
+    ignored=FLEXKV_IGNORED_CACHE_KEYS,
+)
+FLAT_KEYS = frozenset({*CACHE.fields, *CACHE.aliases})
+
+# A tier's capacity is given either in blocks or in GiB. A layer of higher precedence
+# that sets either one replaces both from the layers below it.
+CAPACITY_PAIRS = (
+    ("num_cpu_blocks", "cpu_cache_gb"),
+    ("num_ssd_blocks", "ssd_cache_gb"),
+    ("num_remote_blocks", "remote_cache_gb"),
+)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _type_error(what: str, value: Any, key_path: str, source: str | None) -> ConfigError:
+    return ConfigError(
+        f"expected {what}, got {_show(value)} ({type(value).__name__})",
+        key_path=key_path,
+        source=source,
+    )
+
+
+def _range_text(spec: Field) -> str:
+    lo, hi = spec.lo, spec.hi
+    if lo is not None and hi is not None:
+        text = f"greater than {lo:g} and at most {hi:g}" if spec.lo_open else (
+            f"between {lo:g} and {hi:g}"
+        )
+    elif lo is not None:
+        text = f"greater than {lo:g}" if spec.lo_open else f"at least {lo:g}"
+    else:
+        text = f"at most {hi:g}"
+    if spec.special:
+        text = " or ".join(f"{s:g}" for s in spec.special) + f" or {text}"
+    return text
+
+
+def _in_range(spec: Field, value: float) -> bool:
+    if value in spec.special:
+        return True
+    if spec.lo is not None and (value <= spec.lo if spec.lo_open else value < spec.lo):
+        return False
+    return spec.hi is None or value <= spec.hi
+
+
+def check(spec: Field, value: Any, key_path: str, source: str | None = None) -> Any:
+    """Validate ``value`` for ``spec`` and return it in canonical form.
+
+    A bool is never taken for a number nor a number for a bool. An int is accepted for a
+    float (and converted); an integral float such as JSON's ``1e6`` is accepted for an
+    int. Choices are matched case-insensitively and stored in lower case.
+    """
+    if value is None:
+        if spec.optional:
+            return None
+        raise ConfigError("must not be null", key_path=key_path, source=source)
+    kind = spec.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _type_error("true or false", value, key_path, source)
+        return value
+    if kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error("an integer" if kind == "int" else "a number", value, key_path, source)
+        if not math.isfinite(value):
+            raise ConfigError(f"must be finite, got {value}", key_path=key_path, source=source)
+        if kind == "int":
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise _type_error("an integer", value, key_path, source)
+                value = int(value)
+        else:
+            value = float(value)
+        if not _in_range(spec, value):
+            raise ConfigError(
+                f"must be {_range_text(spec)}, got {value:g}", key_path=key_path, source=source
+            )
+        return value
+    if kind == "paths":
+        return _check_paths(value, key_path, source)
+    if not isinstance(value, str):
+        raise _type_error("a string", value, key_path, source)
+    if spec.choices is None:
+        if not value:
+            raise ConfigError("must not be empty", key_path=key_path, source=source)
+        return value
+    name = value.strip().lower().removeprefix("torch.")
+    name = spec.aliases.get(name, name)
+    valid = spec.choices()
+    if name not in valid:
+        field_name = key_path.rsplit(".", 1)[-1]
+        raise ConfigError(
+            f"unknown {field_name} {value!r}",
+            key_path=key_path,
+            source=source,
+            hint=f"choose from: {', '.join(valid)}",
+        )
+    return name
+
+
+def _check_paths(value: Any, key_path: str, source: str | None) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items: list[Any] = value.split(";")
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _type_error("a list of directories or a ';'-separated string", value, key_path, source)
+    paths = []
+    for item in items:
+        if not isinstance(item, str):
+            raise _type_error("a directory name", item, key_path, source)
+        if item.strip():
+            paths.append(item.strip())
+    if not paths:
+        raise ConfigError("needs at least one directory", key_path=key_path, source=source)
+    return tuple(paths)
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def parse_env(spec: Field, text: str, var: str) -> Any:
+    """Convert the text of environment variable ``var`` to a checked value."""
+    raw = text.strip()
+    value: Any = raw
+    try:
+        if spec.kind == "bool":
+            if raw.lower() not in _TRUE | _FALSE:
+                raise ValueError
+            value = raw.lower() in _TRUE
+        elif spec.kind == "int":
+            value = int(raw)
+        elif spec.kind == "float":
+            value = float(raw)
+    except ValueError:
+        what = {"bool": "0, 1, true or false", "int": "an integer", "float": "a number"}[spec.kind]
+        raise ConfigError(f"expected {what}, got {text!r}", key_path=var, source="environment") from None
+    return check(spec, value, var, "environment")

@@ -1,0 +1,380 @@
+"""The prefix index of one cache tier.
+
+A radix tree over chained block keys (see :mod:`.keys`). Each node holds a *run* of
+consecutive blocks that were always accessed together, so a request costs work per node
+on its path, not per block: at 16-token blocks a request spans hundreds of blocks but only
+a handful of nodes.
+
+Invariants (checked by :meth:`TierIndex.check`):
+
+- The tier is prefix-closed: a block is cached only with every block before it (a tree).
+- A node is uniform: its blocks share ready flag, lock count and access state. Requests
+  that touch part of a node split it first.
+- Only *ready*, *unlocked* leaves are evicted, deepest block first.
+- Unready nodes (being written) are leaves: nothing is inserted below them.
+- Every block id is held by exactly one node or is free: ``used + free == capacity``.
+
+Locks. :meth:`lookup` takes a *path lock* on ``[0, length)``: it increments every node
+from the end node up to the root, and :meth:`release` undoes that walk. A split keeps the
+lower half in the existing node object and inserts the upper half above it, so a path
+lock held on the lower half still walks through both. :meth:`insert` creates an unready
+node that holds one lock of its own until :meth:`commit` or :meth:`abort`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from heapq import heapify, heappop, heappush
+
+from .allocator import BlockAllocator, eviction_target
+from .policies import LRU, EvictionPolicy
+
+
+class Node:
+    """A run of blocks; ``keys[i]`` is the key of block ``start + i`` of any path through it."""
+
+    __slots__ = (
+        "cseq",
+        "children",
+        "created",
+        "ids",
+        "hits",
+        "keys",
+        "last",
+        "lock",
+        "n",
+        "parent",
+        "ready",
+        "seq",
+        "start",
+        "ticket",
+    )
+
+    def __init__(
+        self,
+        keys: list[int],
+        ids: list[int],
+        start: int,
+        parent: Node | None,
+        now: float,
+        seq: int,
+    ) -> None:
+        self.keys = keys
+        self.ids = ids  # tier block ids, one per block
+        self.n = len(keys)
+        self.start = start
+        self.parent = parent
+        self.children: dict[int, Node] = {}
+        self.ready = True
+        self.lock = 0
+        self.last = now
+        self.seq = seq
+        self.hits = 0
+        self.created = now
+        self.cseq = seq
+        self.ticket = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self.n
+
+    def __repr__(self) -> str:
+        return (
+            f"Node([{self.start},{self.end}) ready={self.ready} lock={self.lock} "
+            f"children={len(self.children)})"
+        )
+
+
+class TierIndex:
+    """Prefix index, allocator and eviction of one tier (CPU, SSD or remote)."""
+
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        policy: EvictionPolicy | None = None,
+        *,
+        evict_ratio: float = 0.0,
+        evict_start_threshold: float = 1.0,
+    ) -> None:
+        if not 0.0 <= evict_ratio <= 1.0:
+            raise ValueError(f"evict_ratio must be in [0, 1], got {evict_ratio}")
+        if not 0.0 < evict_start_threshold <= 1.0:
+            raise ValueError(
+                f"evict_start_threshold must be in (0, 1], got {evict_start_threshold}"
+            )
+        self.name = name
+        self.policy = policy or LRU()
+        self.evict_ratio = evict_ratio
+        self.evict_start_threshold = evict_start_threshold
+        self.allocator = BlockAllocator(capacity)
+        self._seq = itertools.count(1)
+        self._tickets = itertools.count(1)
+        self.root = Node([], [], 0, None, 0.0, 0)
+        self._heap: list[tuple[tuple[float, ...], int, Node]] = []
+        self.num_nodes = 0
+        self.evicted_blocks = 0
+        self.evictions = 0  # eviction rounds
+        self.alloc_failures = 0
+
+    # -- accounting -------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return self.allocator.capacity
+
+    @property
+    def used(self) -> int:
+        return self.allocator.used
+
+    @property
+    def free(self) -> int:
+        return self.allocator.free
+
+    # -- lookup -----------------------------------------------------------------------
+    def _walk(self, keys: list[int], n: int) -> tuple[list[Node], Node | None, int]:
+        """Nodes fully matched by ``keys[:n]``, then the partly matched node and its match."""
+        path: list[Node] = []
+        node = self.root
+        pos = 0
+        while pos < n:
+            child = node.children.get(keys[pos])
+            if child is None:
+                break
+            ck = child.keys
+            m = child.n if child.n <= n - pos else n - pos
+            if ck[m - 1] == keys[pos + m - 1]:
+                if m == child.n:
+                    path.append(child)
+                    node = child
+                    pos += m
+                    continue
+                return path, child, m
+            # Chained keys: equality at i implies equality before i, so bisect for the
+            # last equal position in (0, m - 1).
+            lo, hi = 0, m - 1
+            while hi - lo > 1:
+                mid = (lo + hi) >> 1
+                if ck[mid] == keys[pos + mid]:
+                    lo = mid
+                else:
+                    hi = mid
+            return path, child, lo + 1
+        return path, None, 0
+
+    def probe(self, keys: list[int]) -> tuple[int, int]:
+        """``(ready, present)``: lengths of the longest ready and present prefixes. No side effects."""
+        path, part, j = self._walk(keys, len(keys))
+        last = part if part is not None else (path[-1] if path else None)
+        if last is None:
+            return 0, 0
+        present = last.start + (j if part is not None else last.n)
+        return (present if last.ready else last.start), present
+
+    def lookup(
+        self, keys: list[int], now: float, *, hit: bool, limit: int | None = None
+    ) -> tuple[int, int, Node]:
+        """Match, touch and path-lock the longest ready prefix of ``keys[:limit]``.
+
+        Returns ``(ready, present, handle)``; ``handle`` is the node ending exactly at
+        ``ready`` (the root when nothing matched) and must be given to :meth:`release`.
+        ``present > ready`` means blocks after ``ready`` exist but are still being written.
+        ``hit`` counts the access as a GET hit for frequency-aware policies.
+        """
+        n = len(keys) if limit is None else limit
+        path, part, j = self._walk(keys, n)
+        present = ready = path[-1].end if path else 0
+        if part is not None:
+            present += j
+            if part.ready:
+                path.append(self._split(part, j))
+                ready = present
+        elif path and not path[-1].ready:
+            ready = path.pop().start
+        seq = self._seq
+        for node in reversed(path):  # deepest first: ties evict the deepest block first
+            node.last = now
+            node.seq = next(seq)
+            node.lock += 1
+        if hit:
+            for node in path:
+                node.hits += 1
+        self.root.lock += 1
+        return ready, present, (path[-1] if path else self.root)
+
+    def pin(self, node: Node) -> Node:
+        """Take a path lock on ``[0, node.end)`` (released by :meth:`release`)."""
+        walk: Node | None = node
+        while walk is not None:
+            walk.lock += 1
+            walk = walk.parent
+        return node
+
+    def release(self, handle: Node) -> None:
+        """Undo a path lock taken by :meth:`lookup`."""
+        node: Node | None = handle
+        while node is not None:
+            node.lock -= 1
+            node = node.parent
+        if handle.lock == 0 and handle.ready and not handle.children and handle is not self.root:
+            self._push(handle)
+
+    def _split(self, node: Node, j: int) -> Node:
+        """Split ``node`` after its first ``j`` blocks; return the new upper node."""
+        parent = node.parent
+        assert parent is not None
+        upper = Node(node.keys[:j], node.ids[:j], node.start, parent, node.created, node.cseq)
+        upper.ready, upper.lock = node.ready, node.lock
+        upper.last, upper.seq, upper.hits = node.last, node.seq, node.hits
+        parent.children[node.keys[0]] = upper
+        node.keys = node.keys[j:]
+        node.ids = node.ids[j:]
+        node.n -= j
+        node.start += j
+        node.parent = upper
+        upper.children[node.keys[0]] = node
+        self.num_nodes += 1
+        return upper
+
+    # -- insertion --------------------------------------------------------------------
+    def insert(self, parent: Node, keys: list[int], count: int, now: float) -> Node | None:
+        """Insert blocks ``parent.end .. parent.end + count`` of ``keys`` as one unready node.
+
+        ``parent`` must be a handle from :meth:`lookup` (ready, path-locked, ending where
+        the new blocks start, with nothing present after it). Evicts as needed; when the
+        tier cannot free enough, inserts the prefix that fits (counted in
+        ``alloc_failures``). Returns None when nothing fits.
+        """
+        start = parent.end
+        if count <= 0 or keys[start] in parent.children or not parent.ready:
+            raise ValueError(f"{self.name}: cannot insert at block {start}")
+        ids = self._reserve(count)
+        if not ids:
+            return None
+        node = Node(keys[start : start + len(ids)], ids, start, parent, now, next(self._seq))
+        node.ready = False
+        node.lock = 1
+        parent.children[node.keys[0]] = node
+        self.num_nodes += 1
+        return node
+
+    def commit(self, node: Node) -> None:
+        """The blocks of an inserted node are in place: make them matchable and evictable."""
+        node.ready = True
+        node.lock -= 1
+        if node.lock == 0 and not node.children:
+            self._push(node)
+
+    def abort(self, node: Node) -> None:
+        """Drop an inserted node whose write failed or was cancelled; its ids are freed."""
+        if node.ready or node.children:
+            raise ValueError(f"{self.name}: abort of a committed or extended node {node}")
+        node.lock -= 1
+        self._remove(node)
+
+    # -- eviction ---------------------------------------------------------------------
+    def _push(self, node: Node) -> None:
+        ticket = next(self._tickets)
+        node.ticket = ticket
+        heappush(self._heap, (self.policy.priority(node), ticket, node))
+
+    def _reserve(self, count: int) -> list[int]:
+        alloc = self.allocator
+        target = eviction_target(
+            alloc.capacity, alloc.used, count, self.evict_ratio, self.evict_start_threshold
+        )
+        if target:
+            self.evict(target)
+        take = count if count <= alloc.free else alloc.free
+        if take < count:
+            self.alloc_failures += 1
+        return alloc.allocate(take) if take else []
+
+    def evict(self, count: int) -> int:
+        """Evict up to ``count`` blocks in policy order; returns how many were evicted."""
+        heap = self._heap
+        if len(heap) > 2 * self.num_nodes + 1024:
+            heap[:] = [e for e in heap if e[2].ticket == e[1]]
+            heapify(heap)
+        done = 0
+        self.evictions += 1
+        while done < count and heap:
+            _, ticket, node = heappop(heap)
+            if node.ticket != ticket:
+                continue  # stale entry: the node was re-queued or removed since
+            node.ticket = 0
+            if node.lock or not node.ready or node.children:
+                continue  # re-queued when it becomes an evictable leaf again
+            want = count - done
+            if node.n <= want:
+                done += node.n
+                self._remove(node)
+            else:
+                keep = node.n - want
+                self.allocator.release(node.ids[keep:])
+                del node.keys[keep:], node.ids[keep:]
+                node.n = keep
+                done += want
+                self._push(node)
+        self.evicted_blocks += done
+        return done
+
+    def _remove(self, node: Node) -> None:
+        parent = node.parent
+        assert parent is not None
+        del parent.children[node.keys[0]]
+        node.parent = None
+        node.ticket = -1
+        self.allocator.release(node.ids)
+        self.num_nodes -= 1
+        if parent is not self.root and not parent.children and parent.lock == 0 and parent.ready:
+            self._push(parent)
+
+    # -- introspection ----------------------------------------------------------------
+    def block_ids(self, handle: Node, start: int, end: int) -> list[int]:
+        """Tier block ids of blocks ``[start, end)`` of the path ending at ``handle``."""
+        if not start <= end <= handle.end:
+            raise ValueError(f"{self.name}: blocks [{start}, {end}) beyond {handle}")
+        chunks: list[list[int]] = []
+        node: Node | None = handle
+        while node is not None and node.end > start:
+            if node.start < end:
+                lo = max(start - node.start, 0)
+                chunks.append(node.ids[lo : min(end, node.end) - node.start])
+            node = node.parent
+        return [i for chunk in reversed(chunks) for i in chunk]
+
+    def nodes(self) -> list[Node]:
+        out: list[Node] = []
+        stack = list(self.root.children.values())
+        while stack:
+            node = stack.pop()
+            out.append(node)
+            stack.extend(node.children.values())
+        return out
+
+    def check(self) -> None:
+        """Assert every invariant of the module docstring (tests and debugging)."""
+        seen: set[int] = set()
+        held = 0
+        for node in self.nodes():
+            parent = node.parent
+            assert parent is not None and parent.children.get(node.keys[0]) is node, node
+            assert node.n == len(node.keys) > 0, node
+            assert node.start == parent.end, node
+            assert node.lock >= 0, node
+            if parent is not self.root:
+                assert parent.ready, f"child below unready {parent}"
+            if not node.ready:
+                assert not node.children, f"unready node with children {node}"
+            assert len(node.ids) == node.n, node
+            for i in node.ids:
+                assert 0 <= i < self.capacity and i not in seen, f"block id {i} twice"
+                seen.add(i)
+            held += node.n
+        free = self.allocator.free_ids()
+        assert len(set(free)) == len(free), "a free block id listed twice"
+        for i in free:
+            assert i not in seen, f"block id {i} both free and held"
+        assert held == self.used, (held, self.used)
+        assert self.used + self.free == self.capacity
+        assert self.num_nodes == len(self.nodes())

@@ -1,0 +1,109 @@
+"""Chained block keys.
+
+A sequence of tokens is cut into blocks of ``tokens_per_block`` tokens; the key of block
+``i`` is a hash of the key of block ``i - 1`` and the tokens of block ``i`` (the first
+block's predecessor is a hash of the namespace). A key therefore identifies the whole
+prefix up to the end of its block: two sequences that share key ``i`` share blocks
+``0..i``. The index relies on this ("chained keys") to compare runs of blocks by their
+last key and to find divergence points by bisection.
+
+Keys are 128-bit ints (blake2b-128), so collisions are negligible at any cache size.
+The last block may be partial; it gets a key like any other (traces count it as a block).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Sequence
+
+KEY_BITS = 128
+_ROOT_PERSON = b"flexkv-twin-root"
+
+
+def namespace_root(namespace: str | bytes | None = None) -> int:
+    """The predecessor key of a sequence's first block in ``namespace`` (tenant, LoRA, salt)."""
+    ns = namespace.encode() if isinstance(namespace, str) else (namespace or b"")
+    digest = hashlib.blake2b(ns, digest_size=16, person=_ROOT_PERSON).digest()
+    return int.from_bytes(digest, "little")
+
+
+def block_keys(
+    tokens: Sequence[int], tokens_per_block: int, namespace: str | bytes | None = None
+) -> list[int]:
+    """Chained keys of ``tokens`` cut into blocks (the last block may be partial)."""
+    if tokens_per_block < 1:
+        raise ValueError(f"tokens_per_block must be >= 1, got {tokens_per_block}")
+    keys: list[int] = []
+    prev = namespace_root(namespace).to_bytes(16, "little")
+    for start in range(0, len(tokens), tokens_per_block):
+        chunk = tokens[start : start + tokens_per_block]
+        payload = prev + struct.pack(f"<{len(chunk)}q", *chunk)
+        prev = hashlib.blake2b(payload, digest_size=16).digest()
+        keys.append(int.from_bytes(prev, "little"))
+    return keys
+
+
+def num_blocks(num_tokens: int, tokens_per_block: int) -> int:
+    """Blocks of a sequence of ``num_tokens`` tokens, the last one possibly partial."""
+    return -(-num_tokens // tokens_per_block)
+
+
+def tokens_in(start: int, end: int, tokens_per_block: int, num_tokens: int) -> int:
+    """Tokens covered by blocks ``[start, end)`` of a sequence of ``num_tokens`` tokens."""
+    return min(end * tokens_per_block, num_tokens) - min(start * tokens_per_block, num_tokens)
+
+
+def reblock(keys: Sequence[int], factor: int) -> list[int]:
+    """Keys of the same sequence at ``factor`` times the block size.
+
+    The key of a coarse block is the key of its last fine block (keys are chained); a
+    partial last coarse block takes the key of the last fine block it holds.
+    """
+    if factor < 1:
+        raise ValueError(f"re-blocking factor must be >= 1, got {factor}")
+    if factor == 1:
+        return list(keys)
+    coarse = list(keys[factor - 1 :: factor])
+    if len(keys) % factor:
+        coarse.append(keys[-1])
+    return coarse
+
+
+def reblock_factor(recorded: int, wanted: int) -> int:
+    """How many recorded blocks make one wanted block; refuses finer or non-multiple sizes."""
+    if wanted < recorded:
+        raise ValueError(
+            f"tokens_per_block={wanted} is finer than the trace's recorded block size "
+            f"{recorded}; a trace re-blocks only to multiples of its block size"
+        )
+    if wanted % recorded:
+        raise ValueError(
+            f"tokens_per_block={wanted} is not a multiple of the trace's block size {recorded}"
+        )
+    return wanted // recorded
+
+
+# Sub-block keys of an expanded coarse key live above 2**130, far from any imported id
+# (Mooncake ids are small ints, our own keys are < 2**128).
+_SUB_BASE = 1 << 130
+
+
+def expand_keys(keys: Sequence[int], factor: int, num_tokens: int, fine_block: int) -> list[int]:
+    """Split each coarse key into ``factor`` chained sub-block keys (for finer-grained study).
+
+    The last sub-key of each coarse block is the coarse key itself, so ``reblock`` undoes
+    the expansion; the others are derived deterministically from it. The result is cut to
+    ``ceil(num_tokens / fine_block)`` keys.
+    """
+    wanted = num_blocks(num_tokens, fine_block)
+    out: list[int] = []
+    last = factor - 1
+    for key in keys:
+        base = _SUB_BASE + key * factor
+        out.extend(range(base, base + last))
+        out.append(key)
+        if len(out) >= wanted:
+            break
+    del out[wanted:]
+    return out

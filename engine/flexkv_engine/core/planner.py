@@ -1,0 +1,287 @@
+"""The GET/PUT planner over the CPU, SSD and remote tiers.
+
+GET: the serving engine already holds ``gpu_blocks`` leading blocks in its own prefix
+cache; FlexKV serves what follows. The CPU tier serves its ready prefix; beyond it, SSD
+serves what it holds, and the remote tier what lies beyond that. Blocks loaded from SSD
+or remote are staged in CPU (the tiers are inclusive), then copied to the GPU.
+
+PUT: write-through. Blocks the CPU lacks are copied GPU -> CPU, then every lower tier
+gets, from CPU, the blocks it lacks. ``store_after_hits`` (admission) stores a block
+only once it was requested that many times before.
+
+Planning is deterministic for a given sequence of calls; ``now`` is always an argument.
+Callers execute the ops of a graph (or not, in hit-rate mode) and report each one
+through :meth:`Planner.complete`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from .graph import CANCELLED, DONE, FAILED, PENDING, TransferGraph, TransferOp
+from .index import TierIndex
+from .keys import tokens_in
+from .paths import CPU, D2H, GPU, H2D, REMOTE, REMOTE_READ, REMOTE_WRITE, SSD, SSD_READ, SSD_WRITE
+from .stats import CacheStats
+
+
+class Planner:
+    """Plans GET/PUT/prefetch transfer graphs over the tiers and keeps their stats."""
+
+    def __init__(
+        self,
+        tiers: Mapping[str, TierIndex],
+        tokens_per_block: int,
+        *,
+        store_after_hits: int = 0,
+        seen_capacity: int = 1 << 20,
+    ) -> None:
+        if CPU not in tiers:
+            raise ValueError("the CPU tier is required")
+        unknown = set(tiers) - {CPU, SSD, REMOTE}
+        if unknown:
+            raise ValueError(f"unknown tiers {sorted(unknown)}; choose from: cpu, ssd, remote")
+        if store_after_hits < 0:
+            raise ValueError(f"store_after_hits must be >= 0, got {store_after_hits}")
+        self.cpu = tiers[CPU]
+        self.ssd = tiers.get(SSD)
+        self.remote = tiers.get(REMOTE)
+        self.tiers = dict(tiers)
+        self.tokens_per_block = tokens_per_block
+        self.store_after_hits = store_after_hits
+        self._seen: OrderedDict[int, int] = OrderedDict()
+        self._seen_capacity = seen_capacity
+        self._graph_ids = itertools.count(1)
+        self.stats = CacheStats()
+
+    # -- GET / prefetch ---------------------------------------------------------------
+    def plan_get(
+        self,
+        request_id: str,
+        keys: list[int],
+        num_tokens: int,
+        now: float,
+        *,
+        gpu_blocks: int = 0,
+        to_gpu: bool = True,
+    ) -> TransferGraph:
+        """Plan loading the blocks of ``keys`` after the first ``gpu_blocks``.
+
+        With ``to_gpu=False`` (prefetch) blocks are only staged into the CPU tier.
+        """
+        graph = TransferGraph(
+            next(self._graph_ids), "get" if to_gpu else "prefetch", request_id, keys,
+            num_tokens, now,
+        )
+        graph.gpu_blocks = gpu_blocks
+        cpu = self.cpu
+        c_ready, c_present, c_handle = cpu.lookup(keys, now, hit=True)
+        graph.locks.append((cpu, c_handle))
+        end = c_ready
+        n = len(keys)
+        if c_present > c_ready:
+            graph.in_flight = True
+        elif c_ready < n and (self.ssd is not None or self.remote is not None):
+            end = self._plan_staging(graph, keys, c_ready, c_handle, now)
+        first = max(gpu_blocks, 0)
+        cpu_end = max(first, c_ready)
+        graph.served[CPU] = (first, cpu_end)
+        if to_gpu:
+            if cpu_end > first:
+                graph.add(H2D, first, cpu_end, (cpu, c_handle), None)
+            reads = tuple(op.op_id for op in graph.ops if op.path in (SSD_READ, REMOTE_READ))
+            if end > cpu_end and reads:
+                staged = graph.ops[reads[0]].dst
+                graph.add(H2D, cpu_end, end, staged, None, reads)
+        if not graph.ops:
+            self._finish(graph)
+        return graph
+
+    def _plan_staging(
+        self, graph: TransferGraph, keys: list[int], c_ready: int, c_handle, now: float
+    ) -> int:
+        """Plan SSD/remote -> CPU loads beyond the CPU prefix; return the staged end."""
+        ssd_ready = remote_ready = 0
+        if self.ssd is not None:
+            ssd_ready, present, handle = self.ssd.lookup(keys, now, hit=True)
+            graph.locks.append((self.ssd, handle))
+            graph.in_flight |= present > ssd_ready
+            ssd_handle = handle
+        if self.remote is not None and ssd_ready < len(keys):
+            remote_ready, present, handle = self.remote.lookup(keys, now, hit=True)
+            graph.locks.append((self.remote, handle))
+            graph.in_flight |= present > remote_ready
+            remote_handle = handle
+        deepest = max(ssd_ready, remote_ready)
+        if deepest <= c_ready:
+            return c_ready
+        node = self.cpu.insert(c_handle, keys, deepest - c_ready, now)
+        if node is None:
+            return c_ready
+        end = node.end
+        graph.writers[node] = 0
+        graph.locks.append((self.cpu, self.cpu.pin(node)))  # held until the H2D copy ends
+        first = graph.gpu_blocks
+        ssd_end = min(max(ssd_ready, c_ready), end)
+        if ssd_end > c_ready:
+            graph.add(SSD_READ, c_ready, ssd_end, (self.ssd, ssd_handle), (self.cpu, node))
+            graph.served[SSD] = (max(c_ready, first), max(ssd_end, first))
+        if end > ssd_end:
+            graph.add(
+                REMOTE_READ, ssd_end, end, (self.remote, remote_handle), (self.cpu, node)
+            )
+            graph.served[REMOTE] = (max(ssd_end, first), max(end, first))
+        return end
+
+    # -- PUT ---------------------------------------------------------------------------
+    def plan_put(
+        self, request_id: str, keys: list[int], num_tokens: int, now: float
+    ) -> TransferGraph:
+        """Plan the write-through of ``keys`` from the GPU into every tier that lacks them."""
+        graph = TransferGraph(next(self._graph_ids), "put", request_id, keys, num_tokens, now)
+        n = self._admitted(keys) if self.store_after_hits else len(keys)
+        cpu = self.cpu
+        c_ready, c_present, c_handle = cpu.lookup(keys, now, hit=False)
+        graph.locks.append((cpu, c_handle))
+        cpu_end = c_ready
+        d2h: TransferOp | None = None
+        if c_present == c_ready and c_ready < n:
+            node = cpu.insert(c_handle, keys, n - c_ready, now)
+            if node is not None:
+                graph.writers[node] = 0
+                # The lower tiers read the new blocks from CPU: keep them until the end.
+                graph.locks.append((cpu, cpu.pin(node)))
+                d2h = graph.add(D2H, c_ready, node.end, None, (cpu, node))
+                cpu_end = node.end
+                c_handle = node
+        for tier, path in ((self.ssd, SSD_WRITE), (self.remote, REMOTE_WRITE)):
+            if tier is None or cpu_end == 0:
+                continue
+            ready, present, handle = tier.lookup(keys, now, hit=False, limit=cpu_end)
+            graph.locks.append((tier, handle))
+            if present != ready or ready >= cpu_end:
+                continue
+            node = tier.insert(handle, keys, cpu_end - ready, now)
+            if node is None:
+                continue
+            graph.writers[node] = 0
+            deps = (d2h.op_id,) if d2h is not None and node.end > d2h.start else ()
+            graph.add(path, ready, node.end, (cpu, c_handle), (tier, node), deps)
+        if not graph.ops:
+            self._finish(graph)
+        return graph
+
+    def _admitted(self, keys: list[int]) -> int:
+        """Length of the prefix requested at least ``store_after_hits`` times before."""
+        seen = self._seen
+        admitted = len(keys)
+        for i, key in enumerate(keys):
+            count = seen.pop(key, 0)
+            seen[key] = count + 1
+            if count < self.store_after_hits and admitted == len(keys):
+                admitted = i
+        while len(seen) > self._seen_capacity:
+            seen.popitem(last=False)
+        return admitted
+
+    # -- completion --------------------------------------------------------------------
+    def complete(self, graph: TransferGraph, op: TransferOp, ok: bool = True) -> None:
+        """Report that ``op`` ended; a failed op takes its dependents down with it."""
+        if op.status != PENDING:
+            raise ValueError(f"{op} reported twice")
+        if ok:
+            op.status = DONE
+            graph.pending -= 1
+            if op.dst is not None:
+                tier, node = op.dst
+                left = graph.writers.get(node)
+                if left is not None:
+                    graph.writers[node] = left - 1
+                    if left == 1:
+                        tier.commit(node)
+        else:
+            self._drop(graph, op, FAILED)
+            self.stats.failed_ops += 1
+            for other in graph.ops:
+                if other.status == PENDING and op.op_id in other.deps:
+                    self._drop(graph, other, CANCELLED)
+                    self.stats.cancelled_ops += 1
+        if graph.pending == 0:
+            self._finish(graph)
+
+    def cancel(self, graph: TransferGraph) -> None:
+        """Roll back every op not yet done (the caller ensures none is still moving bytes)."""
+        for op in graph.ops:
+            if op.status == PENDING:
+                self._drop(graph, op, CANCELLED)
+                self.stats.cancelled_ops += 1
+        if not graph.done:
+            self._finish(graph)
+
+    def run(self, graph: TransferGraph) -> TransferGraph:
+        """Complete every op at once (hit-rate mode: no bytes move)."""
+        for op in graph.ops:
+            if op.status == PENDING:
+                self.complete(graph, op)
+        return graph
+
+    def _drop(self, graph: TransferGraph, op: TransferOp, status: str) -> None:
+        op.status = status
+        graph.pending -= 1
+        if op.dst is not None:
+            tier, node = op.dst
+            if graph.writers.pop(node, None) is not None:
+                tier.abort(node)
+
+    def _finish(self, graph: TransferGraph) -> None:
+        graph.done = True
+        for tier, handle in graph.locks:
+            tier.release(handle)
+        graph.locks.clear()
+        stats = self.stats
+        by_path = stats.blocks_by_path
+        ops_by_path = stats.ops_by_path
+        for op in graph.ops:
+            if op.status == DONE:
+                ops_by_path[op.path] += 1
+                by_path[op.path] += op.end - op.start
+        if graph.kind == "put":
+            stats.puts += 1
+            for op in graph.ops:
+                if op.status == DONE and op.dst is not None:
+                    stats.stored_blocks[op.dst[0].name] += op.end - op.start
+            return
+        if graph.kind == "prefetch":
+            return
+        self._record_get(graph)
+
+    def _record_get(self, graph: TransferGraph) -> None:
+        stats = self.stats
+        tpb, total = self.tokens_per_block, graph.num_tokens
+        stats.gets += 1
+        stats.prompt_tokens += total
+        stats.gets_in_flight += graph.in_flight
+        gpu = graph.gpu_blocks
+        stats.tokens_by_tier[GPU] += tokens_in(0, gpu, tpb, total)
+        stats.blocks_by_tier[GPU] += gpu
+        # The staged part (SSD/remote -> CPU -> GPU) arrives whole or not at all; the CPU
+        # part depends only on its own H2D copy.
+        staged_ok = all(op.status == DONE for op in graph.ops)
+        cpu_ok = staged_ok or any(
+            op.status == DONE for op in graph.ops if op.path == H2D and not op.deps
+        )
+        for tier, (start, end) in graph.served.items():
+            if not (cpu_ok if tier == CPU else staged_ok) and end > start:
+                graph.served[tier] = (start, start)
+                continue
+            stats.tokens_by_tier[tier] += tokens_in(start, end, tpb, total)
+            stats.blocks_by_tier[tier] += end - start
+
+    # -- data-plane helpers -----------------------------------------------------------
+    def block_ids(self, op: TransferOp) -> tuple[list[int] | None, list[int] | None]:
+        """Source and destination tier block ids of ``op`` (None for the GPU side)."""
+        src = op.src[0].block_ids(op.src[1], op.start, op.end) if op.src else None
+        dst = op.dst[0].block_ids(op.dst[1], op.start, op.end) if op.dst else None
+        return src, dst

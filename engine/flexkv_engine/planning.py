@@ -1,0 +1,46 @@
+"""Build the core's tiers and planner from a resolved config (torch-free).
+
+The engine and the twin both call :func:`build_planner`, so they run the same indexes
+with the same policies and eviction settings.
+"""
+
+from __future__ import annotations
+
+from .config import CacheConfig
+from .core.index import TierIndex
+from .core.paths import CPU, REMOTE, SSD
+from .core.planner import Planner
+from .core.policies import make_policy
+
+
+def tier_capacities(cache: CacheConfig) -> dict[str, int]:
+    """Blocks per enabled tier of a resolved cache config (CPU always present)."""
+    if cache.num_cpu_blocks is None:
+        raise ValueError("cache_config is not resolved: call Config.resolve() first")
+    tiers = {CPU: cache.num_cpu_blocks}
+    if cache.enable_ssd:
+        tiers[SSD] = cache.num_ssd_blocks or 0
+    if cache.enable_remote:
+        tiers[REMOTE] = cache.num_remote_blocks or 0
+    return tiers
+
+
+def build_planner(cache: CacheConfig) -> Planner:
+    """One :class:`TierIndex` per enabled tier, each with its own policy instance."""
+    if cache.tokens_per_block is None:
+        raise ValueError("cache_config is not resolved: call Config.resolve() first")
+    tiers = {
+        name: TierIndex(
+            name,
+            capacity,
+            make_policy(
+                cache.eviction_policy,
+                hit_reward_seconds=cache.hit_reward_seconds,
+                slru_protected_threshold=cache.slru_protected_threshold,
+            ),
+            evict_ratio=cache.evict_ratio,
+            evict_start_threshold=cache.evict_start_threshold,
+        )
+        for name, capacity in tier_capacities(cache).items()
+    }
+    return Planner(tiers, cache.tokens_per_block, store_after_hits=cache.store_after_hits)

@@ -1,0 +1,45 @@
+"""Trace I/O: our versioned JSON-lines schema, importers of public formats, a writer.
+
+Standard library only: the simulator imports this package and must not need torch or
+numpy. The schema is described in ``traces/FORMAT.md``.
+"""
+
+from .convert import convert
+from .errors import TraceError
+from .importers import IMPORTERS, Importer
+from .importers.mooncake import write_mooncake
+from .locations import public_traces_dir
+from .reader import Trace, detect_format, load_requests, read_trace
+from .reblock import reblock
+from .records import (
+    FORMAT_NAME,
+    SCHEMA_VERSION,
+    OutcomeRecord,
+    Record,
+    RequestRecord,
+    TraceHeader,
+    TransferRecord,
+)
+from .writer import TraceWriter
+
+__all__ = [
+    "FORMAT_NAME",
+    "IMPORTERS",
+    "SCHEMA_VERSION",
+    "Importer",
+    "OutcomeRecord",
+    "Record",
+    "RequestRecord",
+    "Trace",
+    "TraceError",
+    "TraceHeader",
+    "TraceWriter",
+    "TransferRecord",
+    "convert",
+    "detect_format",
+    "load_requests",
+    "public_traces_dir",
+    "read_trace",
+    "reblock",
+    "write_mooncake",
+]
