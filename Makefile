@@ -53,8 +53,10 @@ apt:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing && \
+	  log=$${TMPDIR:-/tmp}/flexkv-apt.log; \
+	  { $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o Dpkg::Use-Pty=0 \
+	      $$missing; } >"$$log" 2>&1 || { tail -n 30 "$$log" >&2; exit 1; }; \
 	  rm -f $(STAMP); \
 	fi
 

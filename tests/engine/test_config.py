@@ -41,21 +41,37 @@ def load(tmp_path: Path, text: str, name: str = "config.json", **kwargs) -> Conf
     return load_config(write(tmp_path, text, name), **kwargs)
 
 
+def resolved(tmp_path: Path, text: str) -> CacheConfig:
+    return load(tmp_path, text).resolve().cache_config
+
+
 # --- snippets from FlexKV's operator guide, as written ------------------------------
 
+MORE_CPU = (
+    '{"cache_config": {"num_cpu_blocks": 100000, // more CPU cache\n"num_ssd_blocks": 1000000}}'
+)
+COPY_ENGINE = """{"cache_config": {"use_ce_transfer_h2d": true, "use_ce_transfer_d2h": true,
+    "transfer_sms_h2d": 16, "transfer_sms_d2h": 16}}"""
+ENABLE_SSD = (
+    '{"cache_config": {"enable_ssd": true, "num_cpu_blocks": 10000, "num_ssd_blocks": 1000000}}'
+)
+ENABLE_REMOTE = """{"cache_config": {"enable_remote": true, "num_ssd_blocks": 100000,
+    "num_remote_blocks": 10000000}}"""
+TRACE = '{"cache_config": {"enable_trace": true, "trace_file_path": "./flexkv_trace.log"}}'
+
+
 def test_comment_in_snippet_is_stripped_and_ssd_turns_on(tmp_path):
-    text = '{"cache_config": {"num_cpu_blocks": 100000, // more CPU cache\n"num_ssd_blocks": 1000000}}'
-    cc = load(tmp_path, text).resolve().cache_config
+    cc = resolved(tmp_path, MORE_CPU)
     assert (cc.num_cpu_blocks, cc.num_ssd_blocks) == (100000, 1000000)
     assert cc.enable_ssd is True
     assert cc.enable_remote is False and cc.num_remote_blocks == 0
 
 
 def test_tokens_per_block_snippet(tmp_path):
-    config = load(tmp_path, '{"cache_config": {"tokens_per_block": 32}}')
-    assert config.resolve().cache_config.tokens_per_block == 32
+    cc = resolved(tmp_path, '{"cache_config": {"tokens_per_block": 32}}')
+    assert cc.tokens_per_block == 32
     # 32-token blocks are twice as large, so the default 16 GiB holds half as many.
-    assert config.resolve().cache_config.num_cpu_blocks == DEFAULT_CPU_BLOCKS // 2
+    assert cc.num_cpu_blocks == DEFAULT_CPU_BLOCKS // 2
 
 
 def test_evict_ratio_snippet(tmp_path):
@@ -65,43 +81,30 @@ def test_evict_ratio_snippet(tmp_path):
 
 
 def test_copy_engine_snippet(tmp_path):
-    cc = load(
-        tmp_path,
-        '{"cache_config": {"use_ce_transfer_h2d": true, "use_ce_transfer_d2h": true,'
-        ' "transfer_sms_h2d": 16, "transfer_sms_d2h": 16}}',
-    ).cache_config
+    cc = resolved(tmp_path, COPY_ENGINE)
     assert cc.use_ce_transfer_h2d is True and cc.use_ce_transfer_d2h is True
     assert (cc.transfer_sms_h2d, cc.transfer_sms_d2h) == (16, 16)
 
 
 def test_iouring_snippet(tmp_path):
-    config = load(tmp_path, '{"cache_config": {"ssd_cache_iouring_entries": 1024}}')
-    assert config.cache_config.ssd_cache_iouring_entries == 1024
+    cc = resolved(tmp_path, '{"cache_config": {"ssd_cache_iouring_entries": 1024}}')
+    assert cc.ssd_cache_iouring_entries == 1024
 
 
 def test_enable_ssd_snippet(tmp_path):
-    cc = load(
-        tmp_path,
-        '{"cache_config": {"enable_ssd": true, "num_cpu_blocks": 10000, "num_ssd_blocks": 1000000}}',
-    ).resolve().cache_config
+    cc = resolved(tmp_path, ENABLE_SSD)
     assert (cc.enable_ssd, cc.num_cpu_blocks, cc.num_ssd_blocks) == (True, 10000, 1000000)
 
 
 def test_enable_remote_snippet(tmp_path):
-    cc = load(
-        tmp_path,
-        '{"cache_config": {"enable_remote": true, "num_ssd_blocks": 100000,'
-        ' "num_remote_blocks": 10000000}}',
-    ).resolve().cache_config
+    cc = resolved(tmp_path, ENABLE_REMOTE)
     assert (cc.enable_remote, cc.num_remote_blocks) == (True, 10_000_000)
     assert (cc.enable_ssd, cc.num_ssd_blocks) == (True, 100_000)
     assert cc.num_cpu_blocks == DEFAULT_CPU_BLOCKS
 
 
 def test_trace_snippet(tmp_path):
-    cc = load(
-        tmp_path, '{"cache_config": {"enable_trace": true, "trace_file_path": "./flexkv_trace.log"}}'
-    ).cache_config
+    cc = resolved(tmp_path, TRACE)
     assert cc.enable_trace is True and cc.trace_file_path == "./flexkv_trace.log"
 
 
@@ -129,6 +132,7 @@ def test_unknown_extension_tries_json_then_yaml(tmp_path):
 
 # --- comments --------------------------------------------------------------------
 
+
 def test_double_slash_inside_strings_survives(tmp_path):
     text = """
     /* remote tier
@@ -147,6 +151,7 @@ def test_double_slash_inside_strings_survives(tmp_path):
 
 
 # --- precedence --------------------------------------------------------------------
+
 
 def test_file_over_environment_over_default(tmp_path):
     env = {"FLEXKV_EVICT_RATIO": "0.2", "FLEXKV_HIT_REWARD_SECONDS": "5"}
@@ -182,8 +187,11 @@ def test_overrides_over_file(tmp_path):
     config = load(
         tmp_path,
         '{"cache_config": {"evict_ratio": 0.1, "tokens_per_block": 16}}',
-        overrides=["cache_config.evict_ratio=0.3", "tokens_per_block=64",
-                   "serving_config.compute.decode_step_s=0.02"],
+        overrides=[
+            "cache_config.evict_ratio=0.3",
+            "tokens_per_block=64",
+            "serving_config.compute.decode_step_s=0.02",
+        ],
     )
     assert config.cache_config.evict_ratio == 0.3
     assert config.cache_config.tokens_per_block == 64
@@ -214,10 +222,17 @@ def test_config_path_from_environment(tmp_path):
 
 
 def test_parse_overrides_reads_yaml_values():
-    raw = parse_overrides([
-        "cache_config.num_cpu_blocks=1e6", "enable_ssd=true", "cache_config.remote_url=null",
-        "ssd_cache_dir=[/a, /b]", "model_config.dtype=fp16", "evict_ratio=0.5", "evict_ratio=0.25",
-    ])
+    raw = parse_overrides(
+        [
+            "cache_config.num_cpu_blocks=1e6",
+            "enable_ssd=true",
+            "cache_config.remote_url=null",
+            "ssd_cache_dir=[/a, /b]",
+            "model_config.dtype=fp16",
+            "evict_ratio=0.5",
+            "evict_ratio=0.25",
+        ]
+    )
     assert raw["cache_config"] == {"num_cpu_blocks": 1e6, "remote_url": None}
     assert raw["enable_ssd"] is True and raw["ssd_cache_dir"] == ["/a", "/b"]
     assert raw["evict_ratio"] == 0.25  # the later item wins
@@ -227,6 +242,7 @@ def test_parse_overrides_reads_yaml_values():
 
 
 # --- resolution --------------------------------------------------------------------
+
 
 def test_trace_block_size_applies_unless_explicit(tmp_path):
     open_config = load(tmp_path, '{"evict_ratio": 0.0}')
@@ -247,7 +263,11 @@ def test_resolve_is_idempotent_and_complete():
 
 
 def test_disabled_tier_has_no_blocks():
-    cc = Config(cache_config=CacheConfig(enable_ssd=False, num_ssd_blocks=500)).resolve().cache_config
+    cc = (
+        Config(cache_config=CacheConfig(enable_ssd=False, num_ssd_blocks=500))
+        .resolve()
+        .cache_config
+    )
     assert cc.enable_ssd is False and cc.num_ssd_blocks == 0
 
 
@@ -270,11 +290,18 @@ def test_tier_without_blocks_is_an_error(tmp_path, cache, key_path):
 
 # --- model and compute -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("alias", "name", "size"),
-    [("bf16", "bfloat16", 2), ("fp16", "float16", 2), ("half", "float16", 2),
-     ("float", "float32", 4), ("fp32", "float32", 4), ("fp8", "float8_e4m3fn", 1),
-     ("torch.bfloat16", "bfloat16", 2)],
+    [
+        ("bf16", "bfloat16", 2),
+        ("fp16", "float16", 2),
+        ("half", "float16", 2),
+        ("float", "float32", 4),
+        ("fp32", "float32", 4),
+        ("fp8", "float8_e4m3fn", 1),
+        ("torch.bfloat16", "bfloat16", 2),
+    ],
 )
 def test_dtype_aliases(alias, name, size):
     model = ModelConfig(dtype=alias)
@@ -285,7 +312,7 @@ def test_bytes_per_token_and_block():
     model = ModelConfig(num_layers=61, num_kv_heads=1, head_size=576, dtype="bf16", use_mla=True)
     assert model.bytes_per_token == 61 * 1 * 576 * 2
     assert ModelConfig().bytes_per_block(16) == BLOCK_BYTES
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least 1"):
         ModelConfig().bytes_per_block(0)
 
 
@@ -297,9 +324,10 @@ def test_prefill_time():
 
 # --- output ------------------------------------------------------------------------
 
+
 def test_config_hash_is_stable_and_tracks_values(tmp_path):
     a = load(tmp_path, '{"cache_config": {"evict_ratio": 0.1}}').resolve()
-    b = load(tmp_path, 'evict_ratio: 0.1\n', "c.yaml").resolve()
+    b = load(tmp_path, "evict_ratio: 0.1\n", "c.yaml").resolve()
     assert config_hash(a) == config_hash(b)
     assert len(config_hash(a)) == 16 and int(config_hash(a), 16) >= 0
     c = load(tmp_path, '{"cache_config": {"evict_ratio": 0.2}}').resolve()
@@ -317,10 +345,19 @@ def test_config_to_dict_is_json_and_hides_the_password():
 
 def test_loading_creates_nothing(tmp_path):
     ssd_dir = tmp_path / "ssd"
-    path = write(tmp_path, json.dumps({
-        "cache_config": {"num_ssd_blocks": 10, "ssd_cache_dir": f"{ssd_dir}/a;{ssd_dir}/b",
-                         "enable_trace": True, "trace_file_path": str(tmp_path / "t.log")},
-    }))
+    path = write(
+        tmp_path,
+        json.dumps(
+            {
+                "cache_config": {
+                    "num_ssd_blocks": 10,
+                    "ssd_cache_dir": f"{ssd_dir}/a;{ssd_dir}/b",
+                    "enable_trace": True,
+                    "trace_file_path": str(tmp_path / "t.log"),
+                },
+            }
+        ),
+    )
     before = sorted(tmp_path.rglob("*"))
     load_config(path, env={}).resolve()
     assert sorted(tmp_path.rglob("*")) == before == [path]
@@ -338,6 +375,11 @@ def test_import_is_light():
         "print(sorted(m for m in ('torch', 'numpy', 'yaml', 'simpy') if m in sys.modules))"
     )
     engine = str(Path(__file__).resolve().parents[2] / "engine")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"PYTHONPATH": engine}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": engine},
+        check=True,
+    )
     assert out.stdout.strip() == "[]"

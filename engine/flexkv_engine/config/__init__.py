@@ -13,15 +13,9 @@ This package imports only the standard library (PyYAML when YAML is read).
 """
 
 from .errors import ConfigError, FlexKVConfigWarning
-from .loader import (
-    config_from_dict,
-    config_hash,
-    config_to_dict,
-    load_config,
-    parse_overrides,
-    read_config_file,
-)
+from .loader import config_from_dict, load_config, parse_overrides, read_config_file
 from .model import GIB, CacheConfig, ComputeModel, Config, ModelConfig, ServingConfig
+from .output import config_hash, config_to_dict
 from .schema import DTYPE_SIZES, REMOTE_BACKENDS, policy_names
 
 __all__ = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class FlexKVConfigWarning(UserWarning):
@@ -44,7 +44,7 @@ class ConfigError(ValueError):
             return self
         return ConfigError(self.reason, key_path=self.key_path, source=source, hint=self.hint)
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Callable[..., ConfigError], tuple[object, ...]]:
         # Keyword-only arguments would break the default pickling of exceptions, and
         # sweeps send errors back from worker processes.
         return (_rebuild, (self.reason, self.key_path, self.source, self.hint))
@@ -60,5 +60,8 @@ def unknown_key(key: str, key_path: str, valid: Iterable[str], source: str | Non
     close = difflib.get_close_matches(key, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     return ConfigError(
-        "unknown key", key_path=key_path, source=source, hint=f"{hint}valid keys: {', '.join(names)}"
+        "unknown key",
+        key_path=key_path,
+        source=source,
+        hint=f"{hint}valid keys: {', '.join(names)}",
     )

@@ -8,21 +8,18 @@ overrides, so a later one wins. Nothing here creates directories or writes files
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import schema
+from . import checks, schema
 from .errors import ConfigError, FlexKVConfigWarning, unknown_key
 from .model import CacheConfig, ComputeModel, Config, ModelConfig, ServingConfig
 from .text import parse_json, parse_yaml, parse_yaml_value
 
 CONFIG_PATH_VAR = "FLEXKV_CONFIG_PATH"
-ENV_PREFIX = "FLEXKV_"
 OVERRIDE_SOURCE = "--set"
 ENV_SOURCE = "environment"
 
@@ -59,12 +56,7 @@ def load_config(
         overrides = [overrides]
     raw = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
     layers.append(_normalise(raw, OVERRIDE_SOURCE, ignored))
-    if ignored:
-        warnings.warn(
-            "FlexKV settings with no effect in FlexKV Twin, ignored: " + "; ".join(ignored),
-            FlexKVConfigWarning,
-            stacklevel=2,
-        )
+    _warn_ignored(ignored)
     return _build(_merge(layers), source)
 
 
@@ -72,12 +64,7 @@ def config_from_dict(data: Mapping[str, Any], *, source: str | None = None) -> C
     """Build a configuration from a mapping shaped like a config file (no environment)."""
     ignored: list[str] = []
     layer = _normalise(data, source, ignored)
-    if ignored:
-        warnings.warn(
-            "FlexKV settings with no effect in FlexKV Twin, ignored: " + "; ".join(ignored),
-            FlexKVConfigWarning,
-            stacklevel=2,
-        )
+    _warn_ignored(ignored)
     return _build(_merge([layer]), source)
 
 
@@ -108,7 +95,9 @@ def read_config_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"expected a mapping at the top, got {type(data).__name__}", source=source)
+        raise ConfigError(
+            f"expected a mapping at the top, got {type(data).__name__}", source=source
+        )
     return data
 
 
@@ -118,7 +107,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     The key is a dotted path (``cache_config.evict_ratio``, ``serving_config.compute.
     decode_step_s``) or a flat FlexKV key (``cpu_cache_gb``). The value is read as a
     YAML scalar or flow collection: ``32``, ``0.5``, ``true``, ``null``, ``[a, b]``. A
-    later item for the same key wins. Keys and values are checked here; errors name
+    later item with the same key path wins; one setting given under two spellings (flat
+    and nested, or an alias) is an error. Keys and values are checked here; errors name
     the offending item.
     """
     raw: dict[str, Any] = {}
@@ -143,55 +133,35 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return raw
 
 
-def config_to_dict(config: Config, *, redact: bool = True) -> dict[str, Any]:
-    """The configuration's values in nested form, ready for JSON.
-
-    Pass a resolved config to get the values in effect; open values appear as ``null``.
-    ``remote_password`` is replaced by ``"<redacted>"`` unless ``redact`` is false, so
-    the result can be written beside run results.
-    """
-    cache = {name: getattr(config.cache_config, name) for name in schema.CACHE.fields}
-    cache["ssd_cache_dir"] = list(cache["ssd_cache_dir"])
-    if redact and cache["remote_password"] is not None:
-        cache["remote_password"] = "<redacted>"
-    serving = {
-        name: getattr(config.serving_config, name)
-        for name in schema.SERVING.fields
-        if name != "compute"
-    }
-    serving["compute"] = {
-        name: getattr(config.serving_config.compute, name) for name in schema.COMPUTE.fields
-    }
-    model = {name: getattr(config.model_config, name) for name in schema.MODEL.fields}
-    return {"cache_config": cache, "model_config": model, "serving_config": serving}
-
-
-def config_hash(config: Config) -> str:
-    """First 16 hex digits of the sha256 of the canonical JSON of :func:`config_to_dict`."""
-    text = json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+def _warn_ignored(ignored: list[str]) -> None:
+    """One warning for all tolerated FlexKV keys, pointing at the caller of the API."""
+    if ignored:
+        warnings.warn(
+            "FlexKV settings with no effect in FlexKV Twin, ignored: " + "; ".join(ignored),
+            FlexKVConfigWarning,
+            stacklevel=3,
+        )
 
 
 def _env_layer(environ: Mapping[str, str], ignored: list[str]) -> Layer:
-    """Read ``FLEXKV_<KEY>`` for every flat key. An empty variable counts as unset."""
+    """Read the ``FLEXKV_*`` variable of every flat key. An empty one counts as unset;
+    other ``FLEXKV_*`` variables are not ours to judge (FlexKV may share the shell)."""
     section: dict[str, Any] = {}
     found: dict[str, str] = {}
-    for key in sorted(schema.FLAT_KEYS):
-        var = ENV_PREFIX + key.upper()
+    for var, name in schema.ENV_VARS.items():
         text = environ.get(var, "")
         if not text.strip():
             continue
-        name = schema.CACHE.aliases.get(key, key)
         if name in found:
             raise ConfigError(f"also set as {found[name]}", key_path=var, source=ENV_SOURCE)
         spec = schema.CACHE.fields[name]
         assert isinstance(spec, schema.Field)
-        section[name] = schema.parse_env(spec, text, var)
+        section[name] = checks.parse_env(spec, text, var, name)
         found[name] = var
     tolerated = sorted(
         var
         for key in schema.FLEXKV_IGNORED_CACHE_KEYS
-        if environ.get(var := ENV_PREFIX + key.upper(), "").strip()
+        if environ.get(var := schema.ENV_PREFIX + key.upper(), "").strip()
     )
     if tolerated:
         ignored.append(f"{ENV_SOURCE}: {', '.join(tolerated)}")
@@ -263,7 +233,7 @@ def _walk(
         target = out
         for part in path:
             target = target.setdefault(part, {})
-        target[name] = schema.check(spec, item, key_text, source)
+        target[name] = checks.check(spec, item, key_text, source)
 
 
 def _merge(layers: Iterable[Layer]) -> Layer:

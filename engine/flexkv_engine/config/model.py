@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import schema
+from . import checks, schema
 from .errors import ConfigError
 
 GIB = 2**30
@@ -28,7 +28,7 @@ def _check_section(obj: Any, section: schema.Section, prefix: str) -> None:
         if isinstance(spec, schema.Section):
             continue
         value = getattr(obj, name)
-        checked = schema.check(spec, value, f"{prefix}.{name}")
+        checked = checks.check(spec, value, f"{prefix}.{name}")
         if checked is not value:
             object.__setattr__(obj, name, checked)
 
@@ -196,9 +196,12 @@ class Config:
     def is_resolved(self) -> bool:
         """Whether every open value has been fixed by :meth:`resolve`."""
         cc = self.cache_config
-        return cc.tokens_per_block is not None and all(
-            getattr(cc, f"num_{t}_blocks") is not None for t in TIERS
-        ) and cc.enable_ssd is not None and cc.enable_remote is not None
+        return (
+            cc.tokens_per_block is not None
+            and all(getattr(cc, f"num_{t}_blocks") is not None for t in TIERS)
+            and cc.enable_ssd is not None
+            and cc.enable_remote is not None
+        )
 
     def resolve(self, trace_tokens_per_block: int | None = None) -> Config:
         """Return a copy with every open value fixed.
@@ -235,9 +238,9 @@ class Config:
             if not enabled:
                 blocks = 0
             elif blocks == 0:
-                what = "the CPU tier is always on" if tier == "cpu" else f"the {tier} tier is enabled"
+                what = "is always on" if tier == "cpu" else "is enabled"
                 raise ConfigError(
-                    f"{what} but has no blocks{why}",
+                    f"the {tier} tier {what} but has no blocks{why}",
                     key_path=f"cache_config.num_{tier}_blocks",
                     source=self.source,
                     hint=f"set num_{tier}_blocks or {tier}_cache_gb above 0",
@@ -257,5 +260,6 @@ class Config:
         if gb is None:
             gb = DEFAULT_CPU_CACHE_GB if tier == "cpu" else 0.0
         blocks = int(gb * GIB // block_bytes)
-        why = f" ({tier}_cache_gb={gb:g} is less than one block of {block_bytes} bytes)" if gb else ""
-        return blocks, why
+        if not gb:
+            return blocks, ""
+        return blocks, f" ({tier}_cache_gb={gb:g} is less than one block of {block_bytes} bytes)"

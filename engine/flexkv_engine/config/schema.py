@@ -1,18 +1,15 @@
 """What every configuration key accepts: its type, range, choices and aliases.
 
 The dataclasses in :mod:`flexkv_engine.config.model` hold the defaults; this module holds
-the rules, and both the loader and the dataclasses' own checks use them, so a value is
-validated the same way whether it comes from a file, the environment, ``--set`` or code.
+the rules, which :mod:`flexkv_engine.config.checks` applies both for the loader and for
+the dataclasses' own checks, so a value is validated the same way whether it comes from a
+file, the environment, ``--set`` or code.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from .errors import ConfigError
 
 # Bytes per element of each KV-cache dtype, under torch's names.
 DTYPE_SIZES = {"bfloat16": 2, "float16": 2, "float32": 4, "float8_e4m3fn": 1}
@@ -25,16 +22,12 @@ DTYPE_ALIASES = {
     "fp8": "float8_e4m3fn",
 }
 REMOTE_BACKENDS = ("fs", "mooncake", "redis")
-# Used only until flexkv_engine.core.policies can be imported.
-_FALLBACK_POLICIES = ("fifo", "filo", "lfu", "lru", "mru", "slru")
 
 
 def policy_names() -> list[str]:
-    """Names of the registered eviction policies, sorted."""
-    try:
-        from flexkv_engine.core.policies import POLICIES
-    except ImportError:
-        return list(_FALLBACK_POLICIES)
+    """Names of the eviction policies registered in the core, sorted."""
+    from flexkv_engine.core.policies import POLICIES  # stdlib only; imported when needed
+
     return sorted(POLICIES)
 
 
@@ -178,6 +171,14 @@ ROOT = Section(
 )
 FLAT_KEYS = frozenset({*CACHE.fields, *CACHE.aliases})
 
+ENV_PREFIX = "FLEXKV_"
+# Environment variable -> cache_config key: FLEXKV_<KEY> for every flat key, plus
+# FlexKV's own spelling of the io_uring queue depth.
+ENV_VARS = {
+    **{ENV_PREFIX + key.upper(): CACHE.aliases.get(key, key) for key in sorted(FLAT_KEYS)},
+    "FLEXKV_IORING_ENTRIES": "ssd_cache_iouring_entries",
+}
+
 # A tier's capacity is given either in blocks or in GiB. A layer of higher precedence
 # that sets either one replaces both from the layers below it.
 CAPACITY_PAIRS = (
@@ -185,138 +186,3 @@ CAPACITY_PAIRS = (
     ("num_ssd_blocks", "ssd_cache_gb"),
     ("num_remote_blocks", "remote_cache_gb"),
 )
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _type_error(what: str, value: Any, key_path: str, source: str | None) -> ConfigError:
-    return ConfigError(
-        f"expected {what}, got {_show(value)} ({type(value).__name__})",
-        key_path=key_path,
-        source=source,
-    )
-
-
-def _range_text(spec: Field) -> str:
-    lo, hi = spec.lo, spec.hi
-    if lo is not None and hi is not None:
-        text = f"greater than {lo:g} and at most {hi:g}" if spec.lo_open else (
-            f"between {lo:g} and {hi:g}"
-        )
-    elif lo is not None:
-        text = f"greater than {lo:g}" if spec.lo_open else f"at least {lo:g}"
-    else:
-        text = f"at most {hi:g}"
-    if spec.special:
-        text = " or ".join(f"{s:g}" for s in spec.special) + f" or {text}"
-    return text
-
-
-def _in_range(spec: Field, value: float) -> bool:
-    if value in spec.special:
-        return True
-    if spec.lo is not None and (value <= spec.lo if spec.lo_open else value < spec.lo):
-        return False
-    return spec.hi is None or value <= spec.hi
-
-
-def check(spec: Field, value: Any, key_path: str, source: str | None = None) -> Any:
-    """Validate ``value`` for ``spec`` and return it in canonical form.
-
-    A bool is never taken for a number nor a number for a bool. An int is accepted for a
-    float (and converted); an integral float such as JSON's ``1e6`` is accepted for an
-    int. Choices are matched case-insensitively and stored in lower case.
-    """
-    if value is None:
-        if spec.optional:
-            return None
-        raise ConfigError("must not be null", key_path=key_path, source=source)
-    kind = spec.kind
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise _type_error("true or false", value, key_path, source)
-        return value
-    if kind in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _type_error("an integer" if kind == "int" else "a number", value, key_path, source)
-        if not math.isfinite(value):
-            raise ConfigError(f"must be finite, got {value}", key_path=key_path, source=source)
-        if kind == "int":
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise _type_error("an integer", value, key_path, source)
-                value = int(value)
-        else:
-            value = float(value)
-        if not _in_range(spec, value):
-            raise ConfigError(
-                f"must be {_range_text(spec)}, got {value:g}", key_path=key_path, source=source
-            )
-        return value
-    if kind == "paths":
-        return _check_paths(value, key_path, source)
-    if not isinstance(value, str):
-        raise _type_error("a string", value, key_path, source)
-    if spec.choices is None:
-        if not value:
-            raise ConfigError("must not be empty", key_path=key_path, source=source)
-        return value
-    name = value.strip().lower().removeprefix("torch.")
-    name = spec.aliases.get(name, name)
-    valid = spec.choices()
-    if name not in valid:
-        field_name = key_path.rsplit(".", 1)[-1]
-        raise ConfigError(
-            f"unknown {field_name} {value!r}",
-            key_path=key_path,
-            source=source,
-            hint=f"choose from: {', '.join(valid)}",
-        )
-    return name
-
-
-def _check_paths(value: Any, key_path: str, source: str | None) -> tuple[str, ...]:
-    if isinstance(value, str):
-        items: list[Any] = value.split(";")
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise _type_error("a list of directories or a ';'-separated string", value, key_path, source)
-    paths = []
-    for item in items:
-        if not isinstance(item, str):
-            raise _type_error("a directory name", item, key_path, source)
-        if item.strip():
-            paths.append(item.strip())
-    if not paths:
-        raise ConfigError("needs at least one directory", key_path=key_path, source=source)
-    return tuple(paths)
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def parse_env(spec: Field, text: str, var: str) -> Any:
-    """Convert the text of environment variable ``var`` to a checked value."""
-    raw = text.strip()
-    value: Any = raw
-    try:
-        if spec.kind == "bool":
-            if raw.lower() not in _TRUE | _FALSE:
-                raise ValueError
-            value = raw.lower() in _TRUE
-        elif spec.kind == "int":
-            value = int(raw)
-        elif spec.kind == "float":
-            value = float(raw)
-    except ValueError:
-        what = {"bool": "0, 1, true or false", "int": "an integer", "float": "a number"}[spec.kind]
-        raise ConfigError(f"expected {what}, got {text!r}", key_path=var, source="environment") from None
-    return check(spec, value, var, "environment")

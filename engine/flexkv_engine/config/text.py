@@ -79,16 +79,18 @@ def parse_json(text: str, source: str) -> Any:
         ) from None
 
 
-def _yaml() -> Any:
+def _require_yaml() -> None:
     try:
-        import yaml
+        import yaml  # noqa: F401
     except ImportError:
         raise ConfigError("reading YAML needs PyYAML (pip install pyyaml)") from None
-    return yaml
 
 
-def _unique_key_loader(yaml: Any) -> Any:
-    class Loader(yaml.SafeLoader):  # type: ignore[misc, name-defined]
+def _unique_key_loader() -> type:
+    """A SafeLoader that refuses a key given twice in one mapping."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
         pass
 
     def construct_mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
@@ -108,9 +110,11 @@ def _unique_key_loader(yaml: Any) -> Any:
 
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML safely; duplicate keys are an error."""
-    yaml = _yaml()
+    _require_yaml()
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_unique_key_loader(yaml))  # noqa: S506 (a SafeLoader)
+        return yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass
     except ConfigError as exc:
         raise exc.with_source(source) from None
     except yaml.YAMLError as exc:
@@ -123,14 +127,17 @@ def parse_yaml(text: str, source: str) -> Any:
 def parse_yaml_value(text: str, item: str) -> Any:
     """Read the value of a ``--set`` item as a YAML scalar or flow collection.
 
-    Numbers that YAML 1.1 leaves as strings (``1e6``) are read as numbers.
+    Unquoted numbers that YAML 1.1 leaves as strings (``1e6``) are read as numbers;
+    quote a value to keep it a string.
     """
-    yaml = _yaml()
+    _require_yaml()
+    import yaml
+
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         raise ConfigError(f"cannot parse the value of {item!r}", source="--set") from None
-    if isinstance(value, str):
+    if isinstance(value, str) and value == text.strip():  # unquoted
         try:
             number = json.loads(value)
         except ValueError:

@@ -30,10 +30,16 @@ class BlockAllocator:
         return self.capacity - len(self._free)
 
     def allocate(self, count: int) -> list[int]:
-        """Take the ``count`` lowest free ids, in ascending order."""
+        """Take the ``count`` lowest free ids."""
         free = self._free
-        if count > len(free):
-            raise ValueError(f"cannot allocate {count} blocks: {len(free)} free")
+        if count >= len(free):
+            if count > len(free):
+                raise ValueError(f"cannot allocate {count} blocks: {len(free)} free")
+            # Every free id is taken (the steady state with evict_ratio=0): which ids are
+            # the lowest does not matter, so skip the sort.
+            self._free = []
+            self._dirty = False
+            return free
         if self._dirty:
             free.sort(reverse=True)
             self._dirty = False

@@ -78,6 +78,10 @@ class Node:
     def end(self) -> int:
         return self.start + self.n
 
+    @property
+    def removed(self) -> bool:
+        return self.ticket == -1
+
     def __repr__(self) -> str:
         return (
             f"Node([{self.start},{self.end}) ready={self.ready} lock={self.lock} "
@@ -105,6 +109,8 @@ class TierIndex:
             )
         self.name = name
         self.policy = policy or LRU()
+        # One heap entry per node; a touched node is re-queued when it reaches the top.
+        self._lazy = self.policy.monotone
         self.evict_ratio = evict_ratio
         self.evict_start_threshold = evict_start_threshold
         self.allocator = BlockAllocator(capacity)
@@ -215,7 +221,13 @@ class TierIndex:
         while node is not None:
             node.lock -= 1
             node = node.parent
-        if handle.lock == 0 and handle.ready and not handle.children and handle is not self.root:
+        if (
+            handle.lock == 0
+            and handle.ready
+            and not handle.children
+            and (handle.ticket == 0 or not self._lazy)
+            and handle is not self.root
+        ):
             self._push(handle)
 
     def _split(self, node: Node, j: int) -> Node:
@@ -261,7 +273,7 @@ class TierIndex:
         """The blocks of an inserted node are in place: make them matchable and evictable."""
         node.ready = True
         node.lock -= 1
-        if node.lock == 0 and not node.children:
+        if node.lock == 0 and not node.children and (node.ticket == 0 or not self._lazy):
             self._push(node)
 
     def abort(self, node: Node) -> None:
@@ -297,13 +309,17 @@ class TierIndex:
             heapify(heap)
         done = 0
         self.evictions += 1
+        priority = self.policy.priority
         while done < count and heap:
-            _, ticket, node = heappop(heap)
+            queued, ticket, node = heappop(heap)
             if node.ticket != ticket:
                 continue  # stale entry: the node was re-queued or removed since
             node.ticket = 0
             if node.lock or not node.ready or node.children:
                 continue  # re-queued when it becomes an evictable leaf again
+            if self._lazy and priority(node) != queued:
+                self._push(node)  # touched since it was queued: its place is further back
+                continue
             want = count - done
             if node.n <= want:
                 done += node.n
@@ -322,11 +338,18 @@ class TierIndex:
         parent = node.parent
         assert parent is not None
         del parent.children[node.keys[0]]
-        node.parent = None
+        # Keep node.parent: a path lock still held on a removed (aborted) node must walk
+        # up to the root when it is released.
         node.ticket = -1
         self.allocator.release(node.ids)
         self.num_nodes -= 1
-        if parent is not self.root and not parent.children and parent.lock == 0 and parent.ready:
+        if (
+            parent is not self.root
+            and not parent.children
+            and parent.lock == 0
+            and parent.ready
+            and (parent.ticket == 0 or not self._lazy)
+        ):
             self._push(parent)
 
     # -- introspection ----------------------------------------------------------------

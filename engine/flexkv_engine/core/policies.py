@@ -30,6 +30,9 @@ class EvictionPolicy:
     """Base class: subclasses set ``name`` and implement :meth:`priority`."""
 
     name: ClassVar[str] = ""
+    #: True when a node's priority never decreases as it is accessed (LRU, LFU, ...):
+    #: the index may then re-queue touched nodes lazily, when they reach the heap top.
+    monotone: ClassVar[bool] = True
 
     def priority(self, node: AccessState) -> Priority:
         """Smaller priorities are evicted first. Ties are impossible: ``seq``/``cseq`` are unique."""
@@ -96,6 +99,7 @@ class MRU(EvictionPolicy):
     """Most recently accessed first (the reverse of LRU)."""
 
     name = "mru"
+    monotone = False
 
     def priority(self, node: AccessState) -> Priority:
         return (-node.last, -node.seq)

@@ -13,7 +13,7 @@ def convert(
     src: PathLike,
     dst: PathLike,
     *,
-    format: str | None = None,  # noqa: A002 (the readers' keyword)
+    format: str | None = None,
     block_size: int | None = None,
 ) -> int:
     """Write the trace ``src`` (any registered format) to ``dst`` in our schema.

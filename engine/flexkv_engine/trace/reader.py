@@ -43,7 +43,9 @@ class Trace:
     more than once and holds no open file between iterations.
     """
 
-    def __init__(self, path: PathLike, format: str | None = None, block_size: int | None = None) -> None:
+    def __init__(
+        self, path: PathLike, format: str | None = None, block_size: int | None = None
+    ) -> None:
         self.path = os.fspath(path)
         self._block_size = block_size
         lines = numbered_lines(self.path)
@@ -85,7 +87,9 @@ class Trace:
         return f"Trace({self.path!r}, format={self.format!r})"
 
 
-def read_trace(path: PathLike, *, format: str | None = None, block_size: int | None = None) -> Trace:
+def read_trace(
+    path: PathLike, *, format: str | None = None, block_size: int | None = None
+) -> Trace:
     """Open a trace of any registered format (detected from its first line by default).
 
     The header is read now, so format errors in it surface here; records are decoded

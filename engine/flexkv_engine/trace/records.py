@@ -12,7 +12,7 @@ with ``x-``) are passed around as plain dicts; see ``traces/FORMAT.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 #: Major version of the JSON-lines schema this package reads and writes.
 SCHEMA_VERSION = 1
@@ -85,4 +85,4 @@ class TransferRecord:
 
 
 #: Anything a reader yields: the three typed records, or a pacing/extension dict.
-Record = Union[RequestRecord, OutcomeRecord, TransferRecord, dict[str, Any]]
+Record = RequestRecord | OutcomeRecord | TransferRecord | dict[str, Any]

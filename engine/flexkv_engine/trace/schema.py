@@ -9,7 +9,8 @@ order in which it is written, so the same records always give the same bytes.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..core.paths import PATHS, TIERS
 from . import fields as f
@@ -83,7 +84,13 @@ def decode_request(obj: dict[str, Any], tokens_per_block: int) -> RequestRecord:
     keys = f.keys(f.required(obj, "keys"), "keys")
     f.check_key_count(keys, num_tokens, tokens_per_block, "keys", "tokens")
     return RequestRecord(
-        t, op, rid, num_tokens, keys, f.optional_str(obj, "ns"), f.count(obj, "output_tokens", default=0)
+        t,
+        op,
+        rid,
+        num_tokens,
+        keys,
+        f.optional_str(obj, "ns"),
+        f.count(obj, "output_tokens", default=0),
     )
 
 
@@ -105,7 +112,7 @@ def decode_outcome(obj: dict[str, Any], tokens_per_block: int) -> OutcomeRecord:
         hit_blocks,
         f.seconds(obj, "match_s"),
         f.seconds(obj, "latency_s"),
-        f.seconds(obj, "ttft_s", None),
+        f.optional_seconds(obj, "ttft_s"),
         ok,
     )
 
@@ -192,12 +199,14 @@ def _encode_request(r: RequestRecord) -> dict[str, Any]:
 
 
 def _encode_outcome(r: OutcomeRecord) -> dict[str, Any]:
+    hit_blocks = dict.fromkeys(TIERS, 0)
+    hit_blocks.update(r.hit_blocks)  # tiers in fixed order; unknown names stay, to be refused
     return {
         "type": OUTCOME,
         "id": r.request_id,
         "op": r.op,
         "t": float(r.t),
-        "hit_blocks": {tier: r.hit_blocks.get(tier, 0) for tier in TIERS},
+        "hit_blocks": hit_blocks,
         "match_s": float(r.match_s),
         "latency_s": float(r.latency_s),
         "ttft_s": None if r.ttft_s is None else float(r.ttft_s),

@@ -24,9 +24,13 @@ class TraceWriter:
     a bad record raises :class:`TraceError` naming the output line it would have had.
     """
 
-    def __init__(self, path: PathLike, header: TraceHeader, *, compress: bool | None = None) -> None:
+    def __init__(
+        self, path: PathLike, header: TraceHeader, *, compress: bool | None = None
+    ) -> None:
         if header.version != SCHEMA_VERSION:
-            raise ValueError(f"this writer writes schema version {SCHEMA_VERSION}, not {header.version}")
+            raise ValueError(
+                f"this writer writes schema version {SCHEMA_VERSION}, not {header.version}"
+            )
         self._path = path
         self._tokens_per_block = header.tokens_per_block
         self._line = 0

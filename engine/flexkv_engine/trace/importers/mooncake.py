@@ -34,7 +34,9 @@ class MooncakeImporter:
     name = "mooncake"
 
     def detect(self, obj: object) -> bool:
-        return type(obj) is dict and "timestamp" in obj and "input_length" in obj and "hash_ids" in obj
+        return (
+            type(obj) is dict and "timestamp" in obj and "input_length" in obj and "hash_ids" in obj
+        )
 
     def read(
         self, lines: Iterator[tuple[int, str]], path: str, block_size: int | None
@@ -53,11 +55,15 @@ def check_block_size(block_size: int | None) -> int:
     if block_size is None:
         return DEFAULT_BLOCK_SIZE
     if type(block_size) is not int or not 1 <= block_size <= MAX_TOKENS_PER_BLOCK:
-        raise ValueError(f"block_size must be an integer in [1, {MAX_TOKENS_PER_BLOCK}], got {block_size!r}")
+        raise ValueError(
+            f"block_size must be an integer in [1, {MAX_TOKENS_PER_BLOCK}], got {block_size!r}"
+        )
     return block_size
 
 
-def _records(lines: Iterator[tuple[int, str]], path: str, block_size: int) -> Iterator[RequestRecord]:
+def _records(
+    lines: Iterator[tuple[int, str]], path: str, block_size: int
+) -> Iterator[RequestRecord]:
     for lineno, text in lines:
         try:
             obj = parse_object(text)
