@@ -14,6 +14,7 @@ from flexkv_engine.cli_common import echo_json, exit_on_bad_input, trace_options
 from flexkv_engine.replay_input import prepare_replay
 
 from . import __version__
+from .cli_trace import trace
 from .output import write_run_dir
 from .replay import replay_hitrate
 from .summary import build_summary
@@ -87,5 +88,6 @@ def _print_human(summary: dict, out: str | None) -> None:
         click.echo(f"results in      {out}", err=False)
 
 
+main.add_command(trace)
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -162,7 +162,7 @@ def test_block_size_must_agree_with_our_header(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text(f"{HEADER}\n{REQUEST}\n")
     assert read_trace(path, block_size=4).header.tokens_per_block == 4
-    with pytest.raises(TraceError, match="4-token blocks but block_size=16"):
+    with pytest.raises(TraceError, match="4-token blocks but block_size=16 was given"):
         read_trace(path, block_size=16)
 
 

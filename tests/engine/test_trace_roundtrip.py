@@ -25,7 +25,6 @@ from flexkv_engine.trace import (
     TransferRecord,
     load_requests,
     read_trace,
-    reblock,
 )
 
 seconds = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False)
@@ -260,28 +259,6 @@ def test_unknown_fields_are_ignored(tmp_path: Path) -> None:
         '{"type":"request","t":0,"op":"get","id":"a","tokens":8,"keys":[3],"priority":"high"}\n'
     )
     assert load_requests(path)[1] == [RequestRecord(0.0, "get", "a", 8, [3])]
-
-
-def chained_keys(tokens: list[int], block: int) -> list[int]:
-    """Keys that identify each prefix ending at a block boundary (or the sequence end)."""
-    ends = range(block, len(tokens) + block, block)
-    return [hash(tuple(tokens[: min(end, len(tokens))])) & (2**64 - 1) for end in ends]
-
-
-@given(st.lists(st.integers(0, 3), max_size=200), st.integers(1, 16), st.integers(1, 8))
-def test_reblock_equals_keys_computed_at_the_coarser_size(
-    tokens: list[int], block: int, factor: int
-) -> None:
-    record = RequestRecord(0.0, "get", "r", len(tokens), chained_keys(tokens, block))
-    [coarse] = reblock([record], block, block * factor)
-    assert coarse.keys == chained_keys(tokens, block * factor)
-    assert coarse.num_tokens == record.num_tokens
-
-
-def test_reblock_refuses_finer_or_non_multiple_sizes() -> None:
-    for new in (8, 24):
-        with pytest.raises(ValueError, match="multiple"):
-            reblock([], 16, new)
 
 
 def test_package_imports_standard_library_only() -> None:

@@ -201,8 +201,7 @@ class TierIndex:
             node.last = now
             node.seq = next(seq)
             node.lock += 1
-        if hit:
-            for node in path:
+            if hit:
                 node.hits += 1
         self.root.lock += 1
         return ready, present, (path[-1] if path else self.root)

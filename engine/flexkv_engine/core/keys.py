@@ -84,9 +84,9 @@ def reblock_factor(recorded: int, wanted: int) -> int:
     return wanted // recorded
 
 
-# Sub-block keys of an expanded coarse key live above 2**130, far from any imported id
-# (Mooncake ids are small ints, our own keys are < 2**128).
-_SUB_BASE = 1 << 130
+# Sub-block keys of an expanded coarse key live in [2**126, 2**127), far from imported ids
+# (Mooncake ids are small ints); they stay below 2**128 like every key in a trace.
+_SUB_BASE = 1 << 126
 
 
 def expand_keys(keys: Sequence[int], factor: int, num_tokens: int, fine_block: int) -> list[int]:

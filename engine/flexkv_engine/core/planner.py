@@ -85,16 +85,15 @@ class Planner:
             graph.in_flight = True
         elif c_ready < n and (self.ssd is not None or self.remote is not None):
             end = self._plan_staging(graph, keys, c_ready, c_handle, now)
-        first = max(gpu_blocks, 0)
-        cpu_end = max(first, c_ready)
+        first = gpu_blocks if gpu_blocks > 0 else 0
+        cpu_end = first if first > c_ready else c_ready
         graph.served[CPU] = (first, cpu_end)
         if to_gpu:
             if cpu_end > first:
                 graph.add(H2D, first, cpu_end, (cpu, c_handle), None)
-            reads = tuple(op.op_id for op in graph.ops if op.path in (SSD_READ, REMOTE_READ))
-            if end > cpu_end and reads:
-                staged = graph.ops[reads[0]].dst
-                graph.add(H2D, cpu_end, end, staged, None, reads)
+            if end > cpu_end:
+                reads = tuple(op.op_id for op in graph.ops if op.path != H2D)
+                graph.add(H2D, cpu_end, end, graph.ops[0].dst, None, reads)
         if not graph.ops:
             self._finish(graph)
         return graph
@@ -194,13 +193,15 @@ class Planner:
         if ok:
             op.status = DONE
             graph.pending -= 1
-            if op.dst is not None:
-                tier, node = op.dst
-                left = graph.writers.get(node)
+            dst = op.dst
+            if dst is not None:
+                writers = graph.writers
+                node = dst[1]
+                left = writers.get(node)
                 if left is not None:
-                    graph.writers[node] = left - 1
+                    writers[node] = left - 1
                     if left == 1:
-                        tier.commit(node)
+                        dst[0].commit(node)
         else:
             self._drop(graph, op, FAILED)
             self.stats.failed_ops += 1
@@ -222,9 +223,10 @@ class Planner:
 
     def run(self, graph: TransferGraph) -> TransferGraph:
         """Complete every op at once (hit-rate mode: no bytes move)."""
+        complete = self.complete
         for op in graph.ops:
-            if op.status == PENDING:
-                self.complete(graph, op)
+            if op.status is PENDING:
+                complete(graph, op)
         return graph
 
     def _drop(self, graph: TransferGraph, op: TransferOp, status: str) -> None:
@@ -241,43 +243,45 @@ class Planner:
             tier.release(handle)
         graph.locks.clear()
         stats = self.stats
-        by_path = stats.blocks_by_path
-        ops_by_path = stats.ops_by_path
+        by_path, ops_by_path, stored = stats.blocks_by_path, stats.ops_by_path, stats.stored_blocks
+        put = graph.kind == "put"
         for op in graph.ops:
             if op.status == DONE:
                 ops_by_path[op.path] += 1
                 by_path[op.path] += op.end - op.start
-        if graph.kind == "put":
+                if put and op.dst is not None:
+                    stored[op.dst[0].name] += op.end - op.start
+        if put:
             stats.puts += 1
-            for op in graph.ops:
-                if op.status == DONE and op.dst is not None:
-                    stats.stored_blocks[op.dst[0].name] += op.end - op.start
-            return
-        if graph.kind == "prefetch":
-            return
-        self._record_get(graph)
+        elif graph.kind == "get":
+            self._record_get(graph)
 
     def _record_get(self, graph: TransferGraph) -> None:
         stats = self.stats
         tpb, total = self.tokens_per_block, graph.num_tokens
         stats.gets += 1
         stats.prompt_tokens += total
-        stats.gets_in_flight += graph.in_flight
+        if graph.in_flight:
+            stats.gets_in_flight += 1
+        tokens, blocks = stats.tokens_by_tier, stats.blocks_by_tier
         gpu = graph.gpu_blocks
-        stats.tokens_by_tier[GPU] += tokens_in(0, gpu, tpb, total)
-        stats.blocks_by_tier[GPU] += gpu
+        if gpu:
+            tokens[GPU] += tokens_in(0, gpu, tpb, total)
+            blocks[GPU] += gpu
         # The staged part (SSD/remote -> CPU -> GPU) arrives whole or not at all; the CPU
         # part depends only on its own H2D copy.
-        staged_ok = all(op.status == DONE for op in graph.ops)
-        cpu_ok = staged_ok or any(
-            op.status == DONE for op in graph.ops if op.path == H2D and not op.deps
-        )
-        for tier, (start, end) in graph.served.items():
-            if not (cpu_ok if tier == CPU else staged_ok) and end > start:
-                graph.served[tier] = (start, start)
+        ops = graph.ops
+        staged_ok = all(op.status == DONE for op in ops)
+        cpu_ok = staged_ok or any(op.status == DONE for op in ops if op.path == H2D and not op.deps)
+        served = graph.served
+        for tier, (start, end) in served.items():
+            if end == start:
                 continue
-            stats.tokens_by_tier[tier] += tokens_in(start, end, tpb, total)
-            stats.blocks_by_tier[tier] += end - start
+            if not (cpu_ok if tier == CPU else staged_ok):
+                served[tier] = (start, start)
+                continue
+            tokens[tier] += min(end * tpb, total) - min(start * tpb, total)
+            blocks[tier] += end - start
 
     # -- data-plane helpers -----------------------------------------------------------
     def block_ids(self, op: TransferOp) -> tuple[list[int] | None, list[int] | None]:

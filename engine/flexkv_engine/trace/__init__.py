@@ -10,7 +10,6 @@ from .importers import IMPORTERS, Importer
 from .importers.mooncake import write_mooncake
 from .locations import public_traces_dir
 from .reader import Trace, detect_format, load_requests, read_trace
-from .reblock import reblock
 from .records import (
     FORMAT_NAME,
     SCHEMA_VERSION,
@@ -40,6 +39,5 @@ __all__ = [
     "load_requests",
     "public_traces_dir",
     "read_trace",
-    "reblock",
     "write_mooncake",
 ]

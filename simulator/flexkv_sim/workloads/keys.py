@@ -122,6 +122,12 @@ class BlockChain:
             self._tail = []
             self._tail_len = 0
         prev = self._prev
+        if encode is _encode_fast:  # the hot loop, with _encode_fast inlined
+            digest, pack = seg.digest, _PIECE.pack
+            while end - pos >= tpb:
+                prev = _blake2b(prev + digest + pack(pos, pos + tpb), digest_size=16).digest()
+                keys.append(int.from_bytes(prev, "little"))
+                pos += tpb
         while end - pos >= tpb:
             prev = _blake2b(prev + encode(seg, pos, pos + tpb), digest_size=16).digest()
             keys.append(int.from_bytes(prev, "little"))

@@ -37,7 +37,8 @@ class FlexKVImporter:
         if block_size is not None and block_size != header.tokens_per_block:
             raise TraceError(
                 f"the trace records {header.tokens_per_block}-token blocks but block_size="
-                f"{block_size} was asked for; coarsen the keys with trace.reblock() instead",
+                f"{block_size} was given; block_size is for formats without a header "
+                "(to coarsen the keys, set a larger tokens_per_block in the config)",
                 path,
             )
         return header, _records(lines, path, header.tokens_per_block)
