@@ -65,11 +65,11 @@ def bare_lru(requests, capacity: int, block: int) -> tuple[float, float]:
     return time.perf_counter() - start, hit / total
 
 
-def best(fn, repeat: int):
+def best(fn, repeat: int, *args):
     runs = []
     for _ in range(repeat):
         gc.collect()
-        runs.append(fn())
+        runs.append(fn(*args))
     return min(runs, key=lambda r: r[0])
 
 
@@ -85,22 +85,24 @@ def main() -> None:
         block_ops = 2 * sum(len(k) for _, _, k in requests)  # each block matched and put
         for tokens in args.tokens:
             capacity = int(tokens // block)
-            ours_s, ours_hr, nodes = best(lambda: planner_replay(requests, capacity, block), args.repeat)
-            bare_s, bare_hr = best(lambda: bare_lru(requests, capacity, block), args.repeat)
-            report["runs"].append({
-                "tokens_per_block": block,
-                "capacity_tokens": tokens,
-                "capacity_blocks": capacity,
-                "requests": len(requests),
-                "planner_s": round(ours_s, 4),
-                "planner_requests_per_s": round(len(requests) / ours_s),
-                "planner_block_ops_per_s": round(block_ops / ours_s),
-                "planner_hit_rate": round(ours_hr, 4),
-                "index_nodes": nodes,
-                "bare_lru_s": round(bare_s, 4),
-                "bare_lru_hit_rate": round(bare_hr, 4),
-                "planner_over_bare": round(ours_s / bare_s, 3),
-            })
+            ours_s, ours_hr, nodes = best(planner_replay, args.repeat, requests, capacity, block)
+            bare_s, bare_hr = best(bare_lru, args.repeat, requests, capacity, block)
+            report["runs"].append(
+                {
+                    "tokens_per_block": block,
+                    "capacity_tokens": tokens,
+                    "capacity_blocks": capacity,
+                    "requests": len(requests),
+                    "planner_s": round(ours_s, 4),
+                    "planner_requests_per_s": round(len(requests) / ours_s),
+                    "planner_block_ops_per_s": round(block_ops / ours_s),
+                    "planner_hit_rate": round(ours_hr, 4),
+                    "index_nodes": nodes,
+                    "bare_lru_s": round(bare_s, 4),
+                    "bare_lru_hit_rate": round(bare_hr, 4),
+                    "planner_over_bare": round(ours_s / bare_s, 3),
+                }
+            )
     print(json.dumps(report, indent=2))
 
 

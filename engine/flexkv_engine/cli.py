@@ -25,15 +25,22 @@ def main() -> None:
 @main.command("config")
 @click.argument("config_path", type=click.Path(dir_okay=False), required=False)
 @click.option(
-    "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY.PATH=VALUE",
     help="Override one key (repeatable), e.g. --set cache_config.num_cpu_blocks=10000.",
 )
 @click.option(
-    "--block-size", type=click.IntRange(min=1), default=None,
+    "--block-size",
+    type=click.IntRange(min=1),
+    default=None,
     help="Resolve as if the trace had this many tokens per block (default: 16).",
 )
 @exit_on_bad_input
-def show_config(config_path: str | None, overrides: tuple[str, ...], block_size: int | None) -> None:
+def show_config(
+    config_path: str | None, overrides: tuple[str, ...], block_size: int | None
+) -> None:
     """Validate CONFIG_PATH (file, FLEXKV_* environment, --set) and print it resolved.
 
     Resolution fixes tokens_per_block and turns cpu_cache_gb / ssd_cache_gb into block

@@ -49,20 +49,30 @@ def trace_options(func: F) -> F:
     """``--format``, ``--block-size``, ``--config`` and repeated ``--set``."""
     options = [
         click.option(
-            "--format", "trace_format", type=click.Choice(sorted(IMPORTERS)), default=None,
+            "--format",
+            "trace_format",
+            type=click.Choice(sorted(IMPORTERS)),
+            default=None,
             help="Trace format (default: detected from the first line).",
         ),
         click.option(
-            "--block-size", type=click.IntRange(min=1), default=None,
-            help="Tokens per block of an imported trace whose format does not say "
-            "(Mooncake: 512).",
+            "--block-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Tokens per block of an imported trace whose format does not say (Mooncake: 512).",
         ),
         click.option(
-            "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            default=None,
             help="FlexKV config file (JSON with // comments, or YAML).",
         ),
         click.option(
-            "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="KEY.PATH=VALUE",
             help="Override one config key, e.g. --set cache_config.num_cpu_blocks=5859 "
             "(repeatable; applied over --config).",
         ),

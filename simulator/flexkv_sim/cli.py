@@ -15,9 +15,12 @@ from flexkv_engine.replay_input import prepare_replay
 
 from . import __version__
 from .cli_trace import trace
-from .output import write_run_dir
+from .hardware import DEFAULT_PROFILES, load_profiles
+from .output import RECORD_FORMATS, write_run_dir
 from .replay import replay_hitrate
-from .summary import build_summary
+from .replay.hitrate import RECORD_COLUMNS
+from .replay.timing import TIMING_COLUMNS, replay_timing
+from .summary import build_summary, timing_section
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,16 +33,40 @@ def main() -> None:
 @click.argument("trace", type=click.Path(exists=True, dir_okay=False))
 @trace_options
 @click.option(
-    "--mode", type=click.Choice(["hitrate"]), default="hitrate", show_default=True,
-    help="hitrate: no timing, every GET then PUT completes at once, in time order.",
+    "--mode",
+    type=click.Choice(["hitrate", "timing"]),
+    default="hitrate",
+    show_default=True,
+    help="hitrate: no timing, each GET then PUT completes at once, in time order (fast). "
+    "timing: SimPy model of PCIe, SSD, network and the GPU's prefill (latency and TTFT).",
+)
+@click.option(
+    "--hardware",
+    "hardware",
+    multiple=True,
+    metavar="PROFILE",
+    help="Hardware profile name in scenarios/hardware or a YAML path; repeat to merge "
+    f"(later wins). Default: {' '.join(DEFAULT_PROFILES)}.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON to stdout.")
 @click.option(
-    "--out", type=click.Path(file_okay=False), default=None,
-    help="Write summary.json, requests.csv and the resolved config.json here.",
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write summary.json, requests.csv, utilisation.csv, config.json and report.html here.",
 )
 @click.option(
-    "--progress/--no-progress", default=None,
+    "--records",
+    "records_format",
+    type=click.Choice(RECORD_FORMATS),
+    default="csv",
+    show_default=True,
+    help="Format of the per-request records in --out.",
+)
+@click.option("--report/--no-report", default=True, help="Write report.html into --out.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
     help="Progress bar on stderr (default: when stderr is a terminal).",
 )
 @exit_on_bad_input
@@ -50,42 +77,92 @@ def replay(
     config_path: str | None,
     overrides: tuple[str, ...],
     mode: str,
+    hardware: tuple[str, ...],
     as_json: bool,
     out: str | None,
+    records_format: str,
+    report: bool,
     progress: bool | None,
 ) -> None:
-    """Replay TRACE through the core's planner and report the hit rate.
+    """Replay TRACE through the core's planner and report hit rate (and latency).
 
-    Requests are replayed in timestamp order; each GET is followed by the write-through
-    PUT of the request's blocks. Without --config only a CPU tier is configured (16 GiB
-    of the default model layout, or --set cache_config.num_cpu_blocks=N).
+    Requests run in timestamp order: match in the serving engine's GPU prefix cache
+    (serving_config.num_gpu_blocks), FlexKV GET, prefill, write-through PUT, decode.
+    Without --config only a CPU tier is configured (16 GiB of the default model layout,
+    or --set cache_config.num_cpu_blocks=N). A coarser --set
+    cache_config.tokens_per_block re-blocks the trace exactly; a finer one is refused.
     """
     inp = prepare_replay(
-        trace, trace_format=trace_format, block_size=block_size,
-        config_path=config_path, overrides=overrides,
+        trace,
+        trace_format=trace_format,
+        block_size=block_size,
+        config_path=config_path,
+        overrides=overrides,
     )
-    result = replay_hitrate(inp, progress=progress)
-    summary = build_summary(
-        inp, result.planner, tool="flexkv-sim", mode=mode, wall_s=result.wall_s
-    )
+    links = None
+    if mode == "timing":
+        profile = load_profiles(hardware or DEFAULT_PROFILES)
+        timed = replay_timing(inp, profile, progress=progress)
+        planner, wall_s, records, columns = (
+            timed.planner,
+            timed.wall_s,
+            timed.records,
+            TIMING_COLUMNS,
+        )
+        links = timed.links
+        extra = timing_section(records, columns, links, timed.span_s, profile.names)
+    else:
+        result = replay_hitrate(inp, progress=progress)
+        planner, wall_s, records, columns = (
+            result.planner,
+            result.wall_s,
+            result.records,
+            RECORD_COLUMNS,
+        )
+        extra = None
+    summary = build_summary(inp, planner, tool="flexkv-sim", mode=mode, wall_s=wall_s, extra=extra)
+    report_path = None
     if out is not None:
-        write_run_dir(Path(out), summary, result.records, inp.config)
+        run_dir = write_run_dir(
+            Path(out),
+            summary,
+            records,
+            columns,
+            inp.config,
+            links=links,
+            records_format=records_format,
+        )
+        if report:
+            from .report import write_report
+
+            report_path = write_report(run_dir)
     if as_json:
         echo_json(summary)
         return
-    _print_human(summary, out)
+    _print_human(summary, out, report_path)
 
 
-def _print_human(summary: dict, out: str | None) -> None:
+def _print_human(summary: dict, out: str | None, report_path: Path | None) -> None:
     by_tier = summary["hit_rate_by_tier"]
     click.echo(f"requests        {summary['requests']}")
     click.echo(f"prompt tokens   {summary['prompt_tokens']}")
     click.echo(f"hit rate        {summary['hit_rate']:.4f}  (CPU + SSD + remote / prompt tokens)")
     tiers = "  ".join(f"{t} {r:.4f}" for t, r in by_tier.items())
     click.echo(f"by tier         {tiers}")
+    latency = summary.get("latency")
+    if latency:
+        for name, label in (("get_s", "GET latency"), ("ttft_s", "TTFT")):
+            p = latency[name]
+            if p["p50"] is not None:
+                click.echo(
+                    f"{label:<16}p50 {p['p50'] * 1e3:.3f} ms  p90 {p['p90'] * 1e3:.3f} ms  "
+                    f"p99 {p['p99'] * 1e3:.3f} ms"
+                )
     click.echo(f"load / replay   {summary['load_s']:.3f} s / {summary['wall_s']:.3f} s")
     if out is not None:
-        click.echo(f"results in      {out}", err=False)
+        click.echo(f"results in      {out}")
+    if report_path is not None:
+        click.echo(f"report          {report_path}")
 
 
 main.add_command(trace)

@@ -20,7 +20,6 @@ from flexkv_engine.trace import (
     RequestRecord,
     TraceError,
     convert,
-    load_requests,
     read_trace,
     write_mooncake,
 )
@@ -33,7 +32,7 @@ from .workloads import (
     describe,
     generate,
     parse_params,
-    trace_stats,
+    trace_file_stats,
     write_trace,
 )
 
@@ -52,11 +51,16 @@ def _workload_help() -> str:
 def _reading_options(func: F) -> F:
     """``--format`` and ``--block-size`` (as in the replay's trace options)."""
     func = click.option(
-        "--block-size", type=click.IntRange(min=1), default=None,
+        "--block-size",
+        type=click.IntRange(min=1),
+        default=None,
         help="Tokens per block of an imported trace whose format does not say (Mooncake: 512).",
     )(func)
     return click.option(
-        "--format", "trace_format", type=click.Choice(sorted(IMPORTERS)), default=None,
+        "--format",
+        "trace_format",
+        type=click.Choice(sorted(IMPORTERS)),
+        default=None,
         help="Trace format (default: detected from the first line).",
     )(func)
 
@@ -67,33 +71,84 @@ def trace() -> None:
 
 
 @trace.command(epilog=_workload_help())
-@click.option("--workload", type=click.Choice(sorted(WORKLOADS)), required=True,
-              help="multiturn: chat sessions; agent: tool-using loops with long contexts; "
-              "rag: shared documents retrieved into prompts.")
-@click.option("--requests", "num_requests", type=click.IntRange(min=1), required=True,
-              help="Number of requests (all GETs).")
+@click.option(
+    "--workload",
+    type=click.Choice(sorted(WORKLOADS)),
+    required=True,
+    help="multiturn: chat sessions; agent: tool-using loops with long contexts; "
+    "rag: shared documents retrieved into prompts.",
+)
+@click.option(
+    "--requests",
+    "num_requests",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Number of requests (all GETs).",
+)
 @click.option("--seed", type=int, required=True, help="Same seed, same file, byte for byte.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=4.0,
-              show_default=True, help="Requests per second, overall.")
-@click.option("--arrival", type=click.Choice(ARRIVALS), default="poisson", show_default=True,
-              help="poisson: exponential gaps; bursty: gamma gaps with CV --burstiness.")
-@click.option("--burstiness", type=click.FloatRange(min=0, min_open=True), default=None,
-              help=f"Coefficient of variation of the gaps for --arrival bursty "
-              f"[default: {DEFAULT_BURSTINESS}].")
-@click.option("--block-size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Tokens per block of the keys (coarser sizes can be derived later).")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=4.0,
+    show_default=True,
+    help="Requests per second, overall.",
+)
+@click.option(
+    "--arrival",
+    type=click.Choice(ARRIVALS),
+    default="poisson",
+    show_default=True,
+    help="poisson: exponential gaps; bursty: gamma gaps with CV --burstiness.",
+)
+@click.option(
+    "--burstiness",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"Coefficient of variation of the gaps for --arrival bursty "
+    f"[default: {DEFAULT_BURSTINESS}].",
+)
+@click.option(
+    "--block-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Tokens per block of the keys (coarser sizes can be derived later).",
+)
 @click.option("--namespace", default=None, help="Namespace of every request (tenant, LoRA).")
-@click.option("--key-mode", type=click.Choice(KEY_MODES), default="fast", show_default=True,
-              help="fast: hash segment pieces; tokens: hash real token ids (slower).")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="Override a workload parameter (repeatable); listed below.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Trace to write (gzip-compressed when it ends with .gz).")
+@click.option(
+    "--key-mode",
+    type=click.Choice(KEY_MODES),
+    default="fast",
+    show_default=True,
+    help="fast: hash segment pieces; tokens: hash real token ids (slower).",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a workload parameter (repeatable); listed below.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Trace to write (gzip-compressed when it ends with .gz).",
+)
 @exit_on_bad_input
 def generate_cmd(
-    workload: str, num_requests: int, seed: int, rate: float, arrival: str,
-    burstiness: float | None, block_size: int, namespace: str | None, key_mode: str,
-    params: tuple[str, ...], output: str,
+    workload: str,
+    num_requests: int,
+    seed: int,
+    rate: float,
+    arrival: str,
+    burstiness: float | None,
+    block_size: int,
+    namespace: str | None,
+    key_mode: str,
+    params: tuple[str, ...],
+    output: str,
 ) -> None:
     """Write a synthetic trace in our schema (every request a GET).
 
@@ -110,9 +165,16 @@ def generate_cmd(
       flexkv-sim trace stats chat.jsonl
     """
     header, records = generate(
-        workload, requests=num_requests, seed=seed, rate=rate, arrival=arrival,
-        burstiness=burstiness, tokens_per_block=block_size, namespace=namespace,
-        key_mode=key_mode, **parse_params(workload, params),
+        workload,
+        requests=num_requests,
+        seed=seed,
+        rate=rate,
+        arrival=arrival,
+        burstiness=burstiness,
+        tokens_per_block=block_size,
+        namespace=namespace,
+        key_mode=key_mode,
+        **parse_params(workload, params),
     )
     written = write_trace(output, header, records)
     click.echo(
@@ -129,16 +191,14 @@ trace.add_command(generate_cmd, name="generate")
 @_reading_options
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @exit_on_bad_input
-def stats(trace_path: str, trace_format: str | None, block_size: int | None,
-          as_json: bool) -> None:
+def stats(trace_path: str, trace_format: str | None, block_size: int | None, as_json: bool) -> None:
     """Summarise TRACE: sizes, time span and the hit rate of an infinite cache.
 
     The infinite-cache hit rate is token-weighted like the replay's hit_rate: in time
     order, a GET hits min(leading keys already seen x tokens per block, its tokens);
     then all its keys count as seen. No finite cache of the same block size does better.
     """
-    header, requests = load_requests(trace_path, format=trace_format, block_size=block_size)
-    result = asdict(trace_stats(requests, header.tokens_per_block))
+    result = asdict(trace_file_stats(trace_path, format=trace_format, block_size=block_size))
     if as_json:
         echo_json(result)
         return
@@ -147,8 +207,10 @@ def stats(trace_path: str, trace_format: str | None, block_size: int | None,
         ("prompt tokens", result["prompt_tokens"]),
         ("output tokens", result["output_tokens"]),
         ("unique blocks", f"{result['unique_blocks']}  ({result['tokens_per_block']} tokens each)"),
-        ("prompt length", f"mean {result['mean_prompt_tokens']:.1f}, "
-                          f"max {result['max_prompt_tokens']}"),
+        (
+            "prompt length",
+            f"mean {result['mean_prompt_tokens']:.1f}, max {result['max_prompt_tokens']}",
+        ),
         ("time span", f"{result['time_span_s']:.3f} s"),
         ("infinite-cache hit rate", f"{result['infinite_cache_hit_rate']:.4f}"),
     ]
@@ -158,14 +220,27 @@ def stats(trace_path: str, trace_format: str | None, block_size: int | None,
 
 @trace.command(name="convert")
 @click.argument("src", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", "dst", required=True, type=click.Path(dir_okay=False),
-              help="File to write (gzip-compressed when it ends with .gz).")
+@click.option(
+    "-o",
+    "--output",
+    "dst",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="File to write (gzip-compressed when it ends with .gz).",
+)
 @_reading_options
-@click.option("--to", "target", type=click.Choice(["flexkv", "mooncake"]), default="flexkv",
-              show_default=True, help="Output format.")
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["flexkv", "mooncake"]),
+    default="flexkv",
+    show_default=True,
+    help="Output format.",
+)
 @exit_on_bad_input
-def convert_cmd(src: str, dst: str, trace_format: str | None, block_size: int | None,
-                target: str) -> None:
+def convert_cmd(
+    src: str, dst: str, trace_format: str | None, block_size: int | None, target: str
+) -> None:
     """Convert SRC (any known format) to our schema, or to Mooncake's.
 
     Mooncake output keeps the trace's block size (one hash id per block); read it back

@@ -1,9 +1,10 @@
 """Hardware profiles: how long a transfer or a prefill takes on a given machine.
 
-A profile is a YAML file in ``scenarios/hardware/`` (schema in its README.md). Several
-profiles merge, section by section, later ones winning: a host profile (PCIe, compute)
-plus an SSD profile plus a network profile is the usual set. Every number may carry a
-unit (``53GB/s``, ``8us``) and should name its source under ``sources``.
+A profile is a YAML file in ``scenarios/hardware/`` (schema in ``scenarios/README.md``).
+Several profiles merge key by key, later ones winning: a host profile (PCIe, compute) plus
+an SSD profile plus a network profile is the usual set, and a small file that sets a few
+keys (a calibration) can go last. Every number may carry a unit (``53GB/s``, ``8us``)
+and names its source under ``sources``.
 
 Transfer time of one op = fixed overhead + per-copy overhead x copies + bytes / bandwidth,
 where concurrent ops on one link share its bandwidth (see :mod:`flexkv_sim.devices`).
@@ -11,13 +12,15 @@ where concurrent ops on one link share its bandwidth (see :mod:`flexkv_sim.devic
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from flexkv_engine.config import CacheConfig, ComputeModel
+from flexkv_engine.config import CacheConfig, ComputeModel, ConfigError
+from flexkv_engine.config.text import parse_yaml
 from flexkv_engine.units import parse_duration, parse_rate
 
 PROFILE_SCHEMA_VERSION = 1
@@ -25,8 +28,18 @@ HARDWARE_DIR_ENV = "FLEXKV_HARDWARE_DIR"
 DEFAULT_PROFILES = ("h100-sxm-pcie5", "ssd-gen4", "network-25gbe")
 
 
-class ProfileError(ValueError):
-    """A hardware profile is missing, malformed or names an unknown key."""
+class ProfileError(ConfigError):
+    """A hardware profile is missing, malformed or names an unknown key (a config error)."""
+
+    def __reduce__(self) -> tuple[Callable[..., ProfileError], tuple[object, ...]]:
+        # ConfigError's own would come back from a sweep worker as a plain ConfigError.
+        return (_profile_error, (self.reason, self.key_path, self.source, self.hint))
+
+
+def _profile_error(
+    reason: str, key_path: str, source: str | None, hint: str | None
+) -> ProfileError:
+    return ProfileError(reason, key_path=key_path, source=source, hint=hint)
 
 
 @dataclass(frozen=True)
@@ -43,11 +56,16 @@ class Curve:
 
 @dataclass(frozen=True)
 class PcieDirection:
-    """One direction of the GPU <-> host link: the SM kernel path and the copy-engine path."""
+    """One direction of the GPU <-> host link: the SM kernel path and the copy-engine path.
+
+    ``copy`` is one contiguous pinned-memory copy (``cudaMemcpyAsync``), the reference the
+    other two are derived from and compared with; transfers are timed with ``sm`` or ``ce``.
+    """
 
     sm: Curve = Curve()
     sm_bandwidth_per_sm: float = 1e12  # bytes/s that one SM's worth of blocks moves
     ce: Curve = Curve()
+    copy: Curve = Curve()
 
     def curve(self, use_ce: bool, sms: int) -> Curve:
         """The curve of the configured copy mode (SM bandwidth grows with the grid)."""
@@ -79,7 +97,7 @@ class HardwareProfile:
     ssd_write: SsdCurve = SsdCurve()
     network: Curve = Curve()
     match_s: float = 0.0  # planning a GET (index match) before any transfer starts
-    compute: ComputeModel = ComputeModel()
+    compute: ComputeModel = field(default_factory=ComputeModel)
     sources: dict[str, str] = field(default_factory=dict)
 
     def h2d_curve(self, cache: CacheConfig) -> Curve:
@@ -114,83 +132,145 @@ def find_profile(name: str) -> Path:
 
 def load_profiles(names: Iterable[str] = DEFAULT_PROFILES) -> HardwareProfile:
     """Merge the named profiles (names in ``scenarios/hardware`` or paths), later wins."""
-    import yaml
-
+    if isinstance(names, str):
+        names = [names]
     profile = HardwareProfile()
     for name in names:
         path = find_profile(name)
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"cannot read: {exc}", source=str(path)) from None
+        try:
+            data = parse_yaml(text, str(path))  # refuses a key given twice
+        except ConfigError as exc:
+            raise ProfileError(exc.reason, source=str(path), hint=exc.hint) from None
         profile = merge_profile(profile, data, str(path))
     return profile
 
 
+_SECTIONS = (
+    "schema_version",
+    "name",
+    "description",
+    "pcie",
+    "ssd",
+    "network",
+    "compute",
+    "match",
+    "sources",
+)
+
+
 def merge_profile(base: HardwareProfile, data: Any, source: str) -> HardwareProfile:
-    """``base`` with the sections of one profile document applied over it."""
+    """``base`` with one profile document applied over it, key by key.
+
+    A key the document sets replaces the value in ``base``; a key it leaves out keeps it.
+    Errors name ``source`` and the key path (``pcie.h2d.sm.bandwidth``).
+    """
     if not isinstance(data, Mapping):
-        raise ProfileError(f"{source}: a profile is a mapping of sections")
+        raise ProfileError("a profile is a mapping of sections", source=source)
     version = data.get("schema_version")
-    if version != PROFILE_SCHEMA_VERSION:
+    if isinstance(version, bool) or version != PROFILE_SCHEMA_VERSION:
         raise ProfileError(
-            f"{source}: schema_version must be {PROFILE_SCHEMA_VERSION}, got {version!r}"
+            f"must be {PROFILE_SCHEMA_VERSION}, got {version!r}",
+            key_path="schema_version",
+            source=source,
         )
-    known = {"schema_version", "name", "description", "pcie", "ssd", "network", "compute",
-             "match", "sources"}
-    unknown = set(data) - known
-    if unknown:
-        raise ProfileError(
-            f"{source}: unknown section(s) {sorted(unknown)}; choose from: {sorted(known)}"
-        )
+    _check_keys(data, _SECTIONS, "", source)
+    for key in ("name", "description"):
+        if key in data and not isinstance(data[key], str):
+            raise ProfileError("must be a string", key_path=key, source=source)
     updates: dict[str, Any] = {"names": (*base.names, str(data.get("name", source)))}
     pcie = _section(data, "pcie", source)
+    _check_keys(pcie, ("h2d", "d2h", "duplex_bandwidth"), "pcie", source)
     for direction in ("h2d", "d2h"):
         if direction in pcie:
-            updates[direction] = _pcie(pcie[direction], f"{source}: pcie.{direction}")
+            updates[direction] = _pcie(
+                getattr(base, direction), pcie[direction], f"pcie.{direction}", source
+            )
     if "duplex_bandwidth" in pcie:
-        updates["duplex_bandwidth"] = parse_rate(pcie["duplex_bandwidth"], "pcie.duplex_bandwidth")
+        updates["duplex_bandwidth"] = _value(
+            _positive_rate, pcie["duplex_bandwidth"], "pcie.duplex_bandwidth", source
+        )
     ssd = _section(data, "ssd", source)
+    _check_keys(ssd, ("read", "write"), "ssd", source)
     for kind in ("read", "write"):
         if kind in ssd:
-            updates[f"ssd_{kind}"] = _build(SsdCurve, ssd[kind], f"{source}: ssd.{kind}")
+            name = f"ssd_{kind}"
+            updates[name] = _build(getattr(base, name), ssd[kind], f"ssd.{kind}", source)
     if "network" in data:
-        updates["network"] = _build(Curve, data["network"], f"{source}: network")
+        updates["network"] = _build(base.network, data["network"], "network", source)
     if "match" in data:
-        updates["match_s"] = parse_duration(data["match"], f"{source}: match")
+        updates["match_s"] = _value(parse_duration, data["match"], "match", source)
     if "compute" in data:
-        updates["compute"] = _build(ComputeModel, data["compute"], f"{source}: compute")
-    updates["sources"] = {**base.sources, **{str(k): str(v) for k, v in
-                                             _section(data, "sources", source).items()}}
+        updates["compute"] = _build(base.compute, data["compute"], "compute", source)
+    sources = _section(data, "sources", source)
+    for key, text in sources.items():
+        if not isinstance(key, str) or not isinstance(text, str) or not text.strip():
+            raise ProfileError(
+                "a source is a sentence naming where the number came from",
+                key_path=f"sources.{key}",
+                source=source,
+            )
+    updates["sources"] = {**base.sources, **sources}
     return replace(base, **updates)
 
 
+def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str, source: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ProfileError(
+                "unknown key" if where else "unknown section",
+                key_path=f"{where}.{key}" if where else str(key),
+                source=source,
+                hint=f"choose from: {', '.join(allowed)}",
+            )
+
+
 def _section(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
-    value = data.get(name, {})
+    value = data.get(name)
+    if value is None:  # absent, or an empty YAML section
+        return {}
     if not isinstance(value, Mapping):
-        raise ProfileError(f"{source}: {name} must be a mapping")
+        raise ProfileError("must be a mapping", key_path=name, source=source)
     return value
 
 
-def _pcie(data: Any, where: str) -> PcieDirection:
+def _pcie(base: PcieDirection, data: Any, where: str, source: str) -> PcieDirection:
     if not isinstance(data, Mapping):
-        raise ProfileError(f"{where} must be a mapping with sm and ce")
-    unknown = set(data) - {"sm", "ce", "sm_bandwidth_per_sm"}
-    if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {sorted(unknown)}")
-    return PcieDirection(
-        sm=_build(Curve, data.get("sm", {}), f"{where}.sm"),
-        sm_bandwidth_per_sm=parse_rate(data.get("sm_bandwidth_per_sm", 1e12), where),
-        ce=_build(Curve, data.get("ce", {}), f"{where}.ce"),
-    )
+        raise ProfileError("must be a mapping with sm, ce and copy", key_path=where, source=source)
+    _check_keys(data, ("sm", "sm_bandwidth_per_sm", "ce", "copy"), where, source)
+    updates: dict[str, Any] = {}
+    for curve in ("sm", "ce", "copy"):
+        if curve in data:
+            updates[curve] = _build(getattr(base, curve), data[curve], f"{where}.{curve}", source)
+    if "sm_bandwidth_per_sm" in data:
+        updates["sm_bandwidth_per_sm"] = _value(
+            _positive_rate, data["sm_bandwidth_per_sm"], f"{where}.sm_bandwidth_per_sm", source
+        )
+    return replace(base, **updates)
+
+
+def _positive_rate(value: object, what: str) -> float:
+    rate = parse_rate(value, what)
+    if not rate > 0:  # a time is bytes / bandwidth
+        raise ValueError(f"{what}: must be greater than 0, got {value!r}")
+    return rate
+
+
+def _queue_depth(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{what}: expected a number of requests >= 0, got {value!r}")
+    return float(value)
 
 
 # Field name in YAML -> (dataclass field, parser). Durations end in _s in Python only.
-_PARSERS = {
+_PARSERS: dict[str, tuple[str, Callable[[object, str], float]]] = {
     "overhead": ("overhead_s", parse_duration),
     "per_copy": ("per_copy_s", parse_duration),
-    "bandwidth": ("bandwidth", parse_rate),
-    "half_bandwidth_queue_depth": ("half_bandwidth_queue_depth", float),
+    "bandwidth": ("bandwidth", _positive_rate),
+    "half_bandwidth_queue_depth": ("half_bandwidth_queue_depth", _queue_depth),
     "prefill_fixed": ("prefill_fixed_s", parse_duration),
     "prefill_per_token": ("prefill_per_token_s", parse_duration),
     "prefill_quadratic": ("prefill_quadratic_s", parse_duration),
@@ -198,19 +278,29 @@ _PARSERS = {
 }
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def _value(
+    parse: Callable[[object, str], float], value: object, key_path: str, source: str
+) -> float:
+    try:
+        number = parse(value, key_path)
+    except ValueError as exc:
+        raise ProfileError(
+            str(exc).removeprefix(f"{key_path}: "), key_path=key_path, source=source
+        ) from None
+    if not math.isfinite(number):
+        raise ProfileError(f"must be finite, got {value!r}", key_path=key_path, source=source)
+    return number
+
+
+def _build(base: Any, data: Any, where: str, source: str) -> Any:
+    """``base`` (a Curve, SsdCurve or ComputeModel) with the keys of ``data`` applied."""
     if not isinstance(data, Mapping):
-        raise ProfileError(f"{where} must be a mapping")
-    names = {f.name for f in fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        target = _PARSERS.get(key)
-        if target is None or target[0] not in names:
-            valid = sorted(k for k, (f, _) in _PARSERS.items() if f in names)
-            raise ProfileError(f"{where}: unknown key {key!r}; choose from: {', '.join(valid)}")
-        try:
-            kwargs[target[0]] = target[1](value, f"{where}.{key}") if target[1] is not float \
-                else float(value)
-        except (TypeError, ValueError) as exc:
-            raise ProfileError(f"{where}.{key}: {exc}") from exc
-    return cls(**kwargs)
+        raise ProfileError("must be a mapping", key_path=where, source=source)
+    names = {f.name for f in fields(base)}
+    valid = tuple(k for k, (f, _) in _PARSERS.items() if f in names)
+    _check_keys(data, valid, where, source)
+    kwargs = {
+        _PARSERS[key][0]: _value(_PARSERS[key][1], value, f"{where}.{key}", source)
+        for key, value in data.items()
+    }
+    return replace(base, **kwargs)

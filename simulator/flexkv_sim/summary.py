@@ -82,3 +82,39 @@ def build_summary(
     if extra:
         summary.update(extra)
     return summary
+
+
+def percentiles(values: Any) -> dict[str, float | None]:
+    """p50, p90, p99 and mean of a sequence (None for an empty one)."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return {"p50": None, "p90": None, "p99": None, "mean": None}
+    p50, p90, p99 = np.percentile(data, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(data.mean())}
+
+
+def timing_section(
+    records: list[tuple[Any, ...]],
+    columns: tuple[str, ...],
+    links: Any,
+    span_s: float,
+    hardware: tuple[str, ...],
+) -> dict[str, Any]:
+    """Latency percentiles, link utilisation and span of a timing replay."""
+    index = {name: i for i, name in enumerate(columns)}
+    gets = [r for r in records if r[index["op"]] == "get"]
+    latency = {
+        name: percentiles([r[index[name]] for r in gets])
+        for name in ("get_s", "ttft_s", "queue_s", "prefill_s", "put_s")
+    }
+    return {
+        "latency": latency,
+        "span_s": span_s,
+        "link_utilisation": {
+            path: (link.busy_s / span_s if span_s > 0 else 0.0) for path, link in links.items()
+        },
+        "link_ops": {path: link.ops for path, link in links.items()},
+        "hardware": list(hardware),
+    }

@@ -16,7 +16,9 @@ PROBE = (
 def loaded_heavy_modules(module: str) -> list[str]:
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(module=module)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     return [m for m in out.split(",") if m]
 

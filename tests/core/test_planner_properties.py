@@ -35,8 +35,11 @@ class PlannerMachine(RuleBasedStateMachine):
     def setup(self, policy, cpu, ssd, remote, evict_ratio, threshold, admission) -> None:
         def tier(name: str, capacity: int) -> TierIndex:
             return TierIndex(
-                name, capacity, make_policy(policy),
-                evict_ratio=evict_ratio, evict_start_threshold=threshold,
+                name,
+                capacity,
+                make_policy(policy),
+                evict_ratio=evict_ratio,
+                evict_start_threshold=threshold,
             )
 
         tiers = {"cpu": tier("cpu", cpu)}
@@ -57,8 +60,12 @@ class PlannerMachine(RuleBasedStateMachine):
             graph = p.plan_put(f"r{self.now}", keys, tokens, self.now)
         else:
             graph = p.plan_get(
-                f"r{self.now}", keys, tokens, self.now,
-                gpu_blocks=min(gpu, len(keys)), to_gpu=kind == "get",
+                f"r{self.now}",
+                keys,
+                tokens,
+                self.now,
+                gpu_blocks=min(gpu, len(keys)),
+                to_gpu=kind == "get",
             )
         for op in graph.ops:
             src, dst = p.block_ids(op)  # resolvable while the graph is open
@@ -76,7 +83,9 @@ class PlannerMachine(RuleBasedStateMachine):
         graph = data.draw(st.sampled_from(self.open))
         runnable = graph.runnable()
         if runnable:
-            self.planner.complete(graph, data.draw(st.sampled_from(runnable)), ok=ok or data.draw(st.booleans()))
+            self.planner.complete(
+                graph, data.draw(st.sampled_from(runnable)), ok=ok or data.draw(st.booleans())
+            )
         if graph.done:
             self.open.remove(graph)
 

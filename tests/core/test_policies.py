@@ -16,7 +16,7 @@ def fill(policy: EvictionPolicy, paths: list[tuple[int, ...]], capacity: int = 6
     index = TierIndex("cpu", capacity, policy)
     for t, symbols in enumerate(paths):
         keys = chain(symbols)
-        ready, present, handle = index.lookup(keys, float(t), hit=False)
+        ready, _, handle = index.lookup(keys, float(t), hit=False)
         if ready < len(keys):
             node = index.insert(handle, keys, len(keys) - ready, float(t))
             assert node is not None
@@ -27,7 +27,9 @@ def fill(policy: EvictionPolicy, paths: list[tuple[int, ...]], capacity: int = 6
 
 def test_registry_names_and_unknown_name_error() -> None:
     assert ALL == ["fifo", "filo", "lfu", "lru", "mru", "slru"]
-    with pytest.raises(ValueError, match=r"unknown eviction_policy 'lruu'; choose from: fifo, filo"):
+    with pytest.raises(
+        ValueError, match=r"unknown eviction_policy 'lruu'; choose from: fifo, filo"
+    ):
         make_policy("lruu")
 
 
@@ -54,8 +56,10 @@ def test_never_evicts_locked_unready_or_inner_blocks(name: str) -> None:
     evicted = index.evict(100)
     # Everything else goes, deepest first, but not the locked or unready blocks.
     assert evicted == 4
-    assert [sorted(n.keys) for n in index.nodes()] in ([chain((9,)), chain((7,))],
-                                                       [chain((7,)), chain((9,))])
+    assert [sorted(n.keys) for n in index.nodes()] in (
+        [chain((9,)), chain((7,))],
+        [chain((7,)), chain((9,))],
+    )
     index.release(handle)
     index.commit(node)
     index.release(parent)
@@ -95,8 +99,9 @@ def test_slru_protects_after_threshold_hits() -> None:
     assert index.probe(chain((1,)))[0] == 1 and index.probe(chain((2,)))[0] == 0
 
 
-@pytest.mark.parametrize(("name", "first_out"), [("fifo", (1,)), ("filo", (3,)),
-                                                 ("lru", (2,)), ("mru", (1,))])
+@pytest.mark.parametrize(
+    ("name", "first_out"), [("fifo", (1,)), ("filo", (3,)), ("lru", (2,)), ("mru", (1,))]
+)
 def test_insertion_and_recency_orders(name: str, first_out: tuple[int, ...]) -> None:
     index = fill(make_policy(name), [(1,), (2,), (3,)])
     _, _, h = index.lookup(chain((1,)), 9.0, hit=False)  # (1,) most recent

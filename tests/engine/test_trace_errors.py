@@ -151,10 +151,9 @@ def test_unknown_format_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(TraceError) as err:
         read_trace(path)
     assert err.value.line == 1
-    assert "known formats: flexkv, mooncake" in str(err.value)
-    with pytest.raises(
-        TraceError, match="unknown trace format 'vllm'; choose from: flexkv, mooncake"
-    ):
+    known = "azure, flexkv, flexkv-tracer, mooncake, qwen-bailian"
+    assert f"known formats: {known}" in str(err.value)
+    with pytest.raises(TraceError, match=f"unknown trace format 'vllm'; choose from: {known}"):
         read_trace(path, format="vllm")
 
 

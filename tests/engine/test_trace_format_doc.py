@@ -12,6 +12,7 @@ from flexkv_engine.trace import (
     RequestRecord,
     TraceHeader,
     TransferRecord,
+    detect_format,
     load_requests,
     read_trace,
 )
@@ -57,3 +58,16 @@ def test_complete_example_reads_as_documented(tmp_path: Path) -> None:
     r1, r2, r3 = requests
     assert r1.keys[:2] == r2.keys[:2] and r1.keys[2] != r2.keys[2]
     assert (r3.op, r3.namespace) == ("put", "tenant-b")
+
+
+@pytest.mark.parametrize("name", ["qwen-bailian", "azure", "flexkv-tracer"])
+def test_examples_of_imported_formats_read_as_their_format(tmp_path: Path, name: str) -> None:
+    [example] = blocks(name)
+    path = tmp_path / f"example.{name}"
+    path.write_text(example)
+    assert detect_format(example.splitlines()[0]) == name
+    trace = read_trace(path)
+    records = list(trace)
+    requests = [r for r in records if type(r) is RequestRecord]
+    assert len(requests) == 2
+    assert all(type(r) is dict and r["type"].startswith("x-") for r in records if r not in requests)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flexkv_engine
+import flexkv_engine.trace
 from flexkv_engine.trace import (
     IMPORTERS,
     SCHEMA_VERSION,
@@ -135,11 +136,18 @@ def test_detect_format(first_line: object, name: str) -> None:
 
 @pytest.mark.parametrize(
     "first_line",
-    ["", "TIMESTAMP,ContextTokens,GeneratedTokens", "[1]", '{"timestamp": 0}', 42, None],
+    ["", "TIMESTAMP,ContextTokens", "[1]", '{"timestamp": 0}', 42, None],
 )
 def test_detect_format_refuses_what_it_does_not_know(first_line: object) -> None:
-    with pytest.raises(TraceError, match="known formats: flexkv, mooncake"):
+    known = "azure, flexkv, flexkv-tracer, mooncake, qwen-bailian"
+    with pytest.raises(TraceError, match=f"known formats: {known}"):
         detect_format(first_line)
+
+
+def test_registry_order_and_public_names() -> None:
+    # Detection takes the first match: a format whose lines carry another's fields first.
+    assert list(IMPORTERS) == ["flexkv", "flexkv-tracer", "qwen-bailian", "mooncake", "azure"]
+    assert flexkv_engine.trace.MAX_TOKENS_PER_BLOCK == 2**20
 
 
 @pytest.mark.parametrize("name", sorted(IMPORTERS))

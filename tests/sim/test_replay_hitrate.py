@@ -70,8 +70,15 @@ def test_per_request_hits_equal_the_oracle_request_by_request(conversation) -> N
 def test_cli_prints_the_summary_shape(tmp_path) -> None:
     result = CliRunner().invoke(
         main,
-        ["replay", str(CONVERSATION), "--set", "cache_config.num_cpu_blocks=5859", "--json",
-         "--out", str(tmp_path / "run")],
+        [
+            "replay",
+            str(CONVERSATION),
+            "--set",
+            "cache_config.num_cpu_blocks=5859",
+            "--json",
+            "--out",
+            str(tmp_path / "run"),
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import checks, schema
+from . import catalog, checks, schema
 from .errors import ConfigError, FlexKVConfigWarning, unknown_key
 from .model import CacheConfig, ComputeModel, Config, ModelConfig, ServingConfig
 from .text import parse_json, parse_yaml, parse_yaml_value
@@ -245,6 +245,11 @@ def _merge(layers: Iterable[Layer]) -> Layer:
             if any(k in cache for k in pair):
                 for k in pair:
                     base.pop(k, None)
+        # A layer that names a model replaces the layout keys of the layers below it;
+        # its own layout keys still win over the named layout (see _build).
+        if layer.get("model_config", {}).get("model") is not None:
+            for k in catalog.LAYOUT_KEYS:
+                merged.get("model_config", {}).pop(k, None)
         _deep_update(merged, layer)
     return merged
 
@@ -268,9 +273,12 @@ def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
 def _build(merged: Layer, source: str | None) -> Config:
     serving = dict(merged.get("serving_config", {}))
     compute = ComputeModel(**serving.pop("compute", {}))
+    model = dict(merged.get("model_config", {}))
+    if model.get("model") is not None:  # a checked name: the layout exists
+        model = {**catalog.layout(model["model"]), **model}
     return Config(
         cache_config=CacheConfig(**merged.get("cache_config", {})),
-        model_config=ModelConfig(**merged.get("model_config", {})),
+        model_config=ModelConfig(**model),
         serving_config=ServingConfig(compute=compute, **serving),
         explicit=frozenset(_leaves(merged)),
         source=source,

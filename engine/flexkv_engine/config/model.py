@@ -87,13 +87,19 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The shape of one rank's KV cache (FlexKV's ``model_config``; default Llama-3-8B)."""
+    """The shape of one rank's KV cache (FlexKV's ``model_config``; default Llama-3-8B).
+
+    ``model`` names a layout of :mod:`flexkv_engine.config.catalog`. The loader fills the
+    other keys from it unless they are given; built in code, ``model`` is only a label
+    (use ``catalog.model_config(name)`` to get the layout).
+    """
 
     num_layers: int = 32
     num_kv_heads: int = 8
     head_size: int = 128
     dtype: str = "bfloat16"
     use_mla: bool = False
+    model: str | None = None
 
     def __post_init__(self) -> None:
         _check_section(self, schema.MODEL, "model_config")

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .catalog import MODEL_ALIASES, model_names
+
 # Bytes per element of each KV-cache dtype, under torch's names.
 DTYPE_SIZES = {"bfloat16": 2, "float16": 2, "float32": 4, "float8_e4m3fn": 1}
 DTYPE_ALIASES = {
@@ -137,6 +139,8 @@ CACHE = Section(
 
 MODEL = Section(
     fields={
+        # A catalogued layout (catalog.py) fills the keys below unless they are given.
+        "model": Field("str", optional=True, choices=model_names, aliases=MODEL_ALIASES),
         "num_layers": Field("int", lo=1),
         "num_kv_heads": Field("int", lo=1),
         "head_size": Field("int", lo=1),

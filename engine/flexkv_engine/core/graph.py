@@ -119,9 +119,7 @@ class TransferGraph:
         """Pending ops whose dependencies are all done."""
         ops = self.ops
         return [
-            op
-            for op in ops
-            if op.status == PENDING and all(ops[d].status == DONE for d in op.deps)
+            op for op in ops if op.status == PENDING and all(ops[d].status == DONE for d in op.deps)
         ]
 
     def served_blocks(self, tier: str) -> int:

@@ -34,11 +34,11 @@ class Node:
     """A run of blocks; ``keys[i]`` is the key of block ``start + i`` of any path through it."""
 
     __slots__ = (
-        "cseq",
         "children",
         "created",
-        "ids",
+        "cseq",
         "hits",
+        "ids",
         "keys",
         "last",
         "lock",
@@ -168,7 +168,7 @@ class TierIndex:
         return path, None, 0
 
     def probe(self, keys: list[int]) -> tuple[int, int]:
-        """``(ready, present)``: lengths of the longest ready and present prefixes. No side effects."""
+        """``(ready, present)``: longest ready and present prefix lengths. No side effects."""
         path, part, j = self._walk(keys, len(keys))
         last = part if part is not None else (path[-1] if path else None)
         if last is None:

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 from .graph import CANCELLED, DONE, FAILED, PENDING, TransferGraph, TransferOp
-from .index import TierIndex
+from .index import Node, TierIndex
 from .keys import tokens_in
 from .paths import CPU, D2H, GPU, H2D, REMOTE, REMOTE_READ, REMOTE_WRITE, SSD, SSD_READ, SSD_WRITE
 from .stats import CacheStats
@@ -72,8 +72,12 @@ class Planner:
         With ``to_gpu=False`` (prefetch) blocks are only staged into the CPU tier.
         """
         graph = TransferGraph(
-            next(self._graph_ids), "get" if to_gpu else "prefetch", request_id, keys,
-            num_tokens, now,
+            next(self._graph_ids),
+            "get" if to_gpu else "prefetch",
+            request_id,
+            keys,
+            num_tokens,
+            now,
         )
         graph.gpu_blocks = gpu_blocks
         cpu = self.cpu
@@ -99,21 +103,20 @@ class Planner:
         return graph
 
     def _plan_staging(
-        self, graph: TransferGraph, keys: list[int], c_ready: int, c_handle, now: float
+        self, graph: TransferGraph, keys: list[int], c_ready: int, c_handle: Node, now: float
     ) -> int:
         """Plan SSD/remote -> CPU loads beyond the CPU prefix; return the staged end."""
-        ssd_ready = remote_ready = 0
-        if self.ssd is not None:
-            ssd_ready, present, handle = self.ssd.lookup(keys, now, hit=True)
-            graph.locks.append((self.ssd, handle))
-            graph.in_flight |= present > ssd_ready
-            ssd_handle = handle
-        if self.remote is not None and ssd_ready < len(keys):
-            remote_ready, present, handle = self.remote.lookup(keys, now, hit=True)
-            graph.locks.append((self.remote, handle))
-            graph.in_flight |= present > remote_ready
-            remote_handle = handle
-        deepest = max(ssd_ready, remote_ready)
+        # (tier, read path, ready prefix, lock handle) of each lower tier that was matched.
+        found: list[tuple[TierIndex, str, int, Node]] = []
+        deepest = 0
+        for tier, path in ((self.ssd, SSD_READ), (self.remote, REMOTE_READ)):
+            if tier is None or deepest >= len(keys):
+                continue
+            ready, present, handle = tier.lookup(keys, now, hit=True)
+            graph.locks.append((tier, handle))
+            graph.in_flight |= present > ready
+            found.append((tier, path, ready, handle))
+            deepest = max(deepest, ready)
         if deepest <= c_ready:
             return c_ready
         node = self.cpu.insert(c_handle, keys, deepest - c_ready, now)
@@ -123,15 +126,13 @@ class Planner:
         graph.writers[node] = 0
         graph.locks.append((self.cpu, self.cpu.pin(node)))  # held until the H2D copy ends
         first = graph.gpu_blocks
-        ssd_end = min(max(ssd_ready, c_ready), end)
-        if ssd_end > c_ready:
-            graph.add(SSD_READ, c_ready, ssd_end, (self.ssd, ssd_handle), (self.cpu, node))
-            graph.served[SSD] = (max(c_ready, first), max(ssd_end, first))
-        if end > ssd_end:
-            graph.add(
-                REMOTE_READ, ssd_end, end, (self.remote, remote_handle), (self.cpu, node)
-            )
-            graph.served[REMOTE] = (max(ssd_end, first), max(end, first))
+        begin = c_ready
+        for tier, path, ready, handle in found:  # SSD first, remote beyond it
+            stop = min(ready, end)
+            if stop > begin:
+                graph.add(path, begin, stop, (tier, handle), (self.cpu, node))
+                graph.served[tier.name] = (max(begin, first), max(stop, first))
+                begin = stop
         return end
 
     # -- PUT ---------------------------------------------------------------------------

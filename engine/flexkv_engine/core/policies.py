@@ -35,7 +35,7 @@ class EvictionPolicy:
     monotone: ClassVar[bool] = True
 
     def priority(self, node: AccessState) -> Priority:
-        """Smaller priorities are evicted first. Ties are impossible: ``seq``/``cseq`` are unique."""
+        """Smaller priorities are evicted first; ``seq``/``cseq`` are unique, so no ties."""
         raise NotImplementedError
 
     def describe(self) -> str:

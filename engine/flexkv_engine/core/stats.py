@@ -20,10 +20,10 @@ class CacheStats:
     puts: int = 0
     prompt_tokens: int = 0
     tokens_by_tier: dict[str, int] = field(
-        default_factory=lambda: {GPU: 0, **{t: 0 for t in CACHE_TIERS}}
+        default_factory=lambda: {GPU: 0, **dict.fromkeys(CACHE_TIERS, 0)}
     )
     blocks_by_tier: dict[str, int] = field(
-        default_factory=lambda: {GPU: 0, **{t: 0 for t in CACHE_TIERS}}
+        default_factory=lambda: {GPU: 0, **dict.fromkeys(CACHE_TIERS, 0)}
     )
     stored_blocks: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CACHE_TIERS, 0))
     ops_by_path: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PATHS, 0))

@@ -6,8 +6,11 @@ numpy. The schema is described in ``traces/FORMAT.md``.
 
 from .convert import convert
 from .errors import TraceError
+from .fields import MAX_TOKENS_PER_BLOCK
 from .importers import IMPORTERS, Importer
+from .importers.azure import import_azure
 from .importers.mooncake import write_mooncake
+from .importers.prefix_models import MODELS as PREFIX_MODELS
 from .locations import public_traces_dir
 from .reader import Trace, detect_format, load_requests, read_trace
 from .records import (
@@ -24,6 +27,8 @@ from .writer import TraceWriter
 __all__ = [
     "FORMAT_NAME",
     "IMPORTERS",
+    "MAX_TOKENS_PER_BLOCK",
+    "PREFIX_MODELS",
     "SCHEMA_VERSION",
     "Importer",
     "OutcomeRecord",
@@ -36,6 +41,7 @@ __all__ = [
     "TransferRecord",
     "convert",
     "detect_format",
+    "import_azure",
     "load_requests",
     "public_traces_dir",
     "read_trace",

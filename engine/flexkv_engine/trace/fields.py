@@ -143,6 +143,20 @@ def keys(value: Any, name: str) -> list[int]:
     raise TraceError(f"{name} must be a list of non-negative integers below 2**128")
 
 
+def block_size_or(block_size: int | None, default: int) -> int:
+    """The caller's ``block_size`` (tokens per key), checked, or ``default`` when None.
+
+    A bad value is the caller's mistake, not the file's, so it raises ValueError.
+    """
+    if block_size is None:
+        return default
+    if type(block_size) is not int or not 1 <= block_size <= MAX_TOKENS_PER_BLOCK:
+        raise ValueError(
+            f"block_size must be an integer in [1, {MAX_TOKENS_PER_BLOCK}], got {block_size!r}"
+        )
+    return block_size
+
+
 def blocks_needed(num_tokens: int, tokens_per_block: int) -> int:
     """Number of blocks that hold ``num_tokens`` tokens (the last may be partial)."""
     return -(-num_tokens // tokens_per_block)

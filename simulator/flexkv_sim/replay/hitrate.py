@@ -14,14 +14,23 @@ from dataclasses import dataclass, field
 from flexkv_engine.core.keys import tokens_in
 from flexkv_engine.core.paths import CACHE_TIERS
 from flexkv_engine.core.planner import Planner
+from flexkv_engine.gpu_cache import GpuPrefixCache
 from flexkv_engine.planning import build_planner
 from flexkv_engine.replay_input import ReplayInput
 
 from ..progress import progress_bar
 
 RECORD_COLUMNS = (
-    "request_id", "t", "op", "num_tokens", "num_blocks",
-    "gpu_tokens", "cpu_tokens", "ssd_tokens", "remote_tokens", "in_flight",
+    "request_id",
+    "t",
+    "op",
+    "num_tokens",
+    "num_blocks",
+    "gpu_tokens",
+    "cpu_tokens",
+    "ssd_tokens",
+    "remote_tokens",
+    "in_flight",
 )
 
 
@@ -33,8 +42,13 @@ class HitRateResult:
 
 
 def replay_hitrate(inp: ReplayInput, *, progress: bool | None = None) -> HitRateResult:
-    """Replay ``inp`` through a fresh planner built from its config."""
+    """Replay ``inp`` through a fresh planner built from its config.
+
+    Per request, in the order ``flexkv-run replay`` uses: GPU prefix cache match, GET,
+    PUT, then the request's blocks join the GPU prefix cache.
+    """
     planner = build_planner(inp.config.cache_config)
+    gpu = GpuPrefixCache(inp.config.serving_config.num_gpu_blocks)
     tpb = planner.tokens_per_block
     plan_get, plan_put, run = planner.plan_get, planner.plan_put, planner.run
     records: list[tuple] = []
@@ -42,20 +56,23 @@ def replay_hitrate(inp: ReplayInput, *, progress: bool | None = None) -> HitRate
     bar = progress_bar(len(inp.requests), "replay", progress)
     start = time.perf_counter()
     for i, req in enumerate(inp.requests):
-        keys, tokens = req.keys, req.num_tokens
+        keys, tokens, now = req.keys, req.num_tokens, req.t
+        gpu_blocks, gpu_handle = gpu.acquire(keys, now)
         served = {}
         in_flight = False
         if req.op == "get":
-            graph = run(plan_get(req.request_id, keys, tokens, req.t))
+            graph = run(plan_get(req.request_id, keys, tokens, now, gpu_blocks=gpu_blocks))
             served = graph.served
             in_flight = graph.in_flight
-        run(plan_put(req.request_id, keys, tokens, req.t))
+        run(plan_put(req.request_id, keys, tokens, now))
+        gpu.release(keys, gpu_handle, now)
         hits = [0, 0, 0]
         for j, tier in enumerate(CACHE_TIERS):
             rng = served.get(tier)
             if rng is not None:
                 hits[j] = tokens_in(rng[0], rng[1], tpb, tokens)
-        append((req.request_id, req.t, req.op, tokens, len(keys), 0, *hits, in_flight))
+        gpu_tokens = min(gpu_blocks * tpb, tokens)
+        append((req.request_id, now, req.op, tokens, len(keys), gpu_tokens, *hits, in_flight))
         if i & 1023 == 1023:
             bar.update(1024)
     wall_s = time.perf_counter() - start

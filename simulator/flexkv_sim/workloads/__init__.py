@@ -16,7 +16,7 @@ Adding a workload: a frozen dataclass deriving from ``Params`` whose fields are
 decorated with ``@register``, and imported below.
 """
 
-from . import agent, multiturn, rag  # noqa: F401  (registration)
+# Importing a workload's module registers it.
 from .agent import Agent
 from .generate import GENERATOR_VERSION, SOURCE, generate, write_trace
 from .keys import KEY_MODES, BlockChain, Segment
@@ -27,6 +27,7 @@ from .registry import (
     Context,
     Params,
     Turn,
+    Workload,
     describe,
     make_workload,
     param,
@@ -34,7 +35,7 @@ from .registry import (
     register,
 )
 from .sampling import ARRIVALS, DEFAULT_BURSTINESS, arrival_times
-from .stats import TraceStats, trace_stats
+from .stats import TraceStats, trace_file_stats, trace_stats
 
 __all__ = [
     "ARRIVALS",
@@ -52,6 +53,7 @@ __all__ = [
     "Segment",
     "TraceStats",
     "Turn",
+    "Workload",
     "arrival_times",
     "describe",
     "generate",
@@ -59,6 +61,7 @@ __all__ = [
     "param",
     "parse_params",
     "register",
+    "trace_file_stats",
     "trace_stats",
     "write_trace",
 ]

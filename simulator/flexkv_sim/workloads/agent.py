@@ -26,26 +26,30 @@ class Agent(Params):
     name: ClassVar[str] = "agent"
     id_prefix: ClassVar[str] = "a"
 
-    agents: int = param(4, "distinct agents, each with its own tool definitions", low=1)
+    agents: int = param(4, "distinct agents, each with its own tool definitions", low=1, high=10**6)
     agent_zipf: float = param(1.0, "Zipf exponent of agent popularity (0: uniform)", low=0)
-    tools_tokens: float = param(6000.0, "mean tool-definition prefix length (lognormal)",
-                                low=0, above=True)
+    tools_tokens: float = param(
+        6000.0, "mean tool-definition prefix length (lognormal)", low=0, above=True
+    )
     tools_sigma: float = param(0.3, "log-sigma of tool-definition length", low=0)
-    task_tokens: float = param(400.0, "mean task instruction length (lognormal)",
-                               low=0, above=True)
+    task_tokens: float = param(400.0, "mean task instruction length (lognormal)", low=0, above=True)
     task_sigma: float = param(0.8, "log-sigma of task instruction length", low=0)
-    action_tokens: float = param(150.0, "mean action length = output_tokens (lognormal)",
-                                 low=0, above=True)
+    action_tokens: float = param(
+        150.0, "mean action length = output_tokens (lognormal)", low=0, above=True
+    )
     action_sigma: float = param(0.6, "log-sigma of action length", low=0)
-    observation_tokens: float = param(1200.0, "mean tool output length (lognormal)",
-                                      low=0, above=True)
+    observation_tokens: float = param(
+        1200.0, "mean tool output length (lognormal)", low=0, above=True
+    )
     observation_sigma: float = param(1.0, "log-sigma of tool output length", low=0)
     steps: float = param(25.0, "mean steps (requests) per task (geometric, at least 1)", low=1)
     max_steps: int = param(150, "most steps of a task", low=1)
-    step_time: float = param(4.0, "mean seconds between a task's requests (exponential)",
-                             low=0, above=True)
-    max_context: int = param(131072, "a task ends before a prompt longer than this "
-                             "(the first step always runs)", low=1)
+    step_time: float = param(
+        4.0, "mean seconds between a task's requests (exponential)", low=0, above=True
+    )
+    max_context: int = param(
+        131072, "a task ends before a prompt longer than this (the first step always runs)", low=1
+    )
 
     def sessions(self, ctx: Context) -> Iterator[Iterator[Turn]]:
         tools = ctx.pool("tools", self.agents, self.tools_tokens, self.tools_sigma)
@@ -63,8 +67,9 @@ class Agent(Params):
         steps = geometric(rng, self.steps, self.max_steps)
         cap = self.max_context
         chain = start.copy()
-        chain.append(ctx.segment(f"a{index}task",
-                                 lognormal_int(rng, self.task_tokens, self.task_sigma, cap)))
+        chain.append(
+            ctx.segment(f"a{index}task", lognormal_int(rng, self.task_tokens, self.task_sigma, cap))
+        )
         output = 0  # the previous step's action length
         for k in range(steps):
             if k:

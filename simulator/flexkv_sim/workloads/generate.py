@@ -26,7 +26,7 @@ from .registry import Context, Turn, make_workload
 from .sampling import arrival_times, check_arrivals
 
 #: Header ``source`` of generated traces.
-SOURCE = "flexkv-sim-generate"
+SOURCE = "generator"
 #: Bumped whenever the same arguments start giving different bytes.
 GENERATOR_VERSION = 1
 
@@ -76,8 +76,14 @@ def generate(
 
 
 def _check_args(
-    requests: int, seed: int, rate: float, arrival: str, burstiness: float | None,
-    tokens_per_block: int, namespace: str | None, key_mode: str,
+    requests: int,
+    seed: int,
+    rate: float,
+    arrival: str,
+    burstiness: float | None,
+    tokens_per_block: int,
+    namespace: str | None,
+    key_mode: str,
 ) -> None:
     def bad(name: str, reason: str) -> ConfigError:
         return ConfigError(reason, key_path=name)
@@ -87,8 +93,10 @@ def _check_args(
     if type(seed) is not int:
         raise bad("seed", f"must be an integer, got {seed!r}")
     if type(tokens_per_block) is not int or not 1 <= tokens_per_block <= MAX_TOKENS_PER_BLOCK:
-        raise bad("tokens_per_block",
-                  f"must be an integer in [1, {MAX_TOKENS_PER_BLOCK}], got {tokens_per_block!r}")
+        raise bad(
+            "tokens_per_block",
+            f"must be an integer in [1, {MAX_TOKENS_PER_BLOCK}], got {tokens_per_block!r}",
+        )
     if namespace is not None and type(namespace) is not str:
         raise bad("namespace", f"must be a string or None, got {namespace!r}")
     if key_mode not in KEY_MODES:

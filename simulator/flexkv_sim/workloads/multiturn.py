@@ -26,21 +26,24 @@ class MultiTurn(Params):
     name: ClassVar[str] = "multiturn"
     id_prefix: ClassVar[str] = "c"
 
-    system_prompts: int = param(8, "distinct shared system prompts", low=1)
+    system_prompts: int = param(8, "distinct shared system prompts", low=1, high=10**6)
     system_zipf: float = param(1.0, "Zipf exponent of system prompt popularity (0: uniform)", low=0)
     system_tokens: float = param(1024.0, "mean system prompt length (lognormal)", low=0, above=True)
     system_sigma: float = param(0.4, "log-sigma of system prompt length", low=0)
     user_tokens: float = param(160.0, "mean user message length (lognormal)", low=0, above=True)
     user_sigma: float = param(1.0, "log-sigma of user message length", low=0)
-    answer_tokens: float = param(320.0, "mean answer length = output_tokens (lognormal)",
-                                 low=0, above=True)
+    answer_tokens: float = param(
+        320.0, "mean answer length = output_tokens (lognormal)", low=0, above=True
+    )
     answer_sigma: float = param(0.7, "log-sigma of answer length", low=0)
     turns: float = param(5.0, "mean turns per session (geometric, at least 1)", low=1)
     max_turns: int = param(40, "most turns of a session", low=1)
-    think_time: float = param(20.0, "mean seconds between a session's requests (exponential)",
-                              low=0, above=True)
-    max_context: int = param(32768, "a session ends before a prompt longer than this "
-                             "(the first turn always runs)", low=1)
+    think_time: float = param(
+        20.0, "mean seconds between a session's requests (exponential)", low=0, above=True
+    )
+    max_context: int = param(
+        32768, "a session ends before a prompt longer than this (the first turn always runs)", low=1
+    )
 
     def sessions(self, ctx: Context) -> Iterator[Iterator[Turn]]:
         systems = ctx.pool("sys", self.system_prompts, self.system_tokens, self.system_sigma)
@@ -60,15 +63,17 @@ class MultiTurn(Params):
         chain = start.copy()
         answer = None
         for k in range(turns):
-            user = ctx.segment(f"c{index}u{k}", lognormal_int(rng, self.user_tokens,
-                                                              self.user_sigma, cap))
+            user = ctx.segment(
+                f"c{index}u{k}", lognormal_int(rng, self.user_tokens, self.user_sigma, cap)
+            )
             if answer is not None:
                 if chain.num_tokens + answer.length + user.length > cap:
                     return
                 chain.append(answer)
             chain.append(user)
-            answer = ctx.segment(f"c{index}a{k}", lognormal_int(rng, self.answer_tokens,
-                                                                self.answer_sigma, cap))
+            answer = ctx.segment(
+                f"c{index}a{k}", lognormal_int(rng, self.answer_tokens, self.answer_sigma, cap)
+            )
             last = k == turns - 1
             think = None if last else rng.expovariate(1.0 / self.think_time)
             yield Turn(chain.num_tokens, chain.request_keys(), answer.length, think)

@@ -29,7 +29,7 @@ class Rag(Params):
 
     system_tokens: float = param(400.0, "system prompt length (lognormal mean)", low=0, above=True)
     system_sigma: float = param(0.0, "log-sigma of system prompt length (one prompt)", low=0)
-    documents: int = param(2000, "documents in the shared pool", low=1)
+    documents: int = param(2000, "documents in the shared pool", low=1, high=10**6)
     doc_zipf: float = param(1.0, "Zipf exponent of document popularity (0: uniform)", low=0)
     doc_tokens: float = param(512.0, "mean document (chunk) length (lognormal)", low=0, above=True)
     doc_sigma: float = param(0.4, "log-sigma of document length", low=0)
@@ -37,8 +37,9 @@ class Rag(Params):
     doc_order: str = param("retrieval", "order of documents in the prompt", choices=DOC_ORDERS)
     question_tokens: float = param(64.0, "mean question length (lognormal)", low=0, above=True)
     question_sigma: float = param(0.6, "log-sigma of question length", low=0)
-    answer_tokens: float = param(256.0, "mean answer length = output_tokens (lognormal)",
-                                 low=0, above=True)
+    answer_tokens: float = param(
+        256.0, "mean answer length = output_tokens (lognormal)", low=0, above=True
+    )
     answer_sigma: float = param(0.7, "log-sigma of answer length", low=0)
 
     def check(self) -> None:
@@ -57,8 +58,11 @@ class Rag(Params):
             if self.doc_order == "popularity":
                 ranks.sort()
             chain = ctx.prefix((system, *(docs[r] for r in ranks))).copy()
-            chain.append(ctx.segment(f"q{index}",
-                                     lognormal_int(rng, self.question_tokens, self.question_sigma)))
+            chain.append(
+                ctx.segment(
+                    f"q{index}", lognormal_int(rng, self.question_tokens, self.question_sigma)
+                )
+            )
             output = lognormal_int(rng, self.answer_tokens, self.answer_sigma)
             yield iter((Turn(chain.num_tokens, chain.request_keys(), output, None),))
             index += 1

@@ -59,14 +59,25 @@ def register(cls: type[Any]) -> type[Any]:
 # ------------------------------------------------------------------------- parameters
 
 
-def param(default: Any, help: str, *, low: float | None = None, above: bool = False,  # noqa: A002
-          choices: Sequence[str] | None = None) -> Any:
+def param(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    above: bool = False,
+    high: float | None = None,
+    choices: Sequence[str] | None = None,
+) -> Any:
     """A documented, checked workload parameter.
 
-    ``low`` is the least allowed value (excluded when ``above``); ``choices`` the allowed
-    strings. Floats accept ints. The default's type is the parameter's type.
+    ``low`` is the least allowed value (excluded when ``above``), ``high`` the largest
+    (default 10**8, a guard against typos that would exhaust memory); ``choices`` the
+    allowed strings.
+    Floats accept ints. The default's type is the parameter's type.
     """
     meta = {"help": help, "low": low, "above": above, "choices": tuple(choices or ())}
+    if high is not None:
+        meta["high"] = high
     return field(default=default, metadata=meta)
 
 
@@ -105,13 +116,17 @@ def _check(f: Field[Any], value: Any, key_path: str) -> Any:
     if low is not None and (value <= low if meta.get("above") else value < low):
         bound = f"> {low}" if meta.get("above") else f">= {low}"
         raise ConfigError(f"must be {bound}, got {value!r}", key_path=key_path)
+    high = meta.get("high", _CEILING) if kind in (int, float) else None
+    if high is not None and value > high:
+        raise ConfigError(f"must be <= {high}, got {value!r}", key_path=key_path)
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise ConfigError(
-            f"must be one of {', '.join(choices)}; got {value!r}", key_path=key_path
-        )
+        raise ConfigError(f"must be one of {', '.join(choices)}; got {value!r}", key_path=key_path)
     return value
 
+
+#: Largest value of a numeric parameter without its own ``high``.
+_CEILING = 10**8
 
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
@@ -132,7 +147,8 @@ def make_workload(name: str, params: dict[str, Any] | None = None) -> Any:
     for key in params or {}:
         if key not in valid:
             raise ConfigError(
-                "unknown parameter", key_path=f"{name}.{key}",
+                "unknown parameter",
+                key_path=f"{name}.{key}",
                 hint=f"valid parameters: {', '.join(sorted(valid))}",
             )
     return cls(**(params or {}))
@@ -151,7 +167,9 @@ def parse_params(name: str, items: Iterable[str]) -> dict[str, Any]:
         f = by_name.get(key)
         if f is None:
             raise ConfigError(
-                "unknown parameter", key_path=f"{name}.{key}", source="--param",
+                "unknown parameter",
+                key_path=f"{name}.{key}",
+                source="--param",
                 hint=f"valid parameters: {', '.join(sorted(by_name))}",
             )
         kind = type(f.default)
@@ -160,7 +178,8 @@ def parse_params(name: str, items: Iterable[str]) -> dict[str, Any]:
         except ValueError:
             raise ConfigError(
                 f"must be {_KIND_NAMES.get(kind, kind.__name__)}, got {text!r}",
-                key_path=f"{name}.{key}", source="--param",
+                key_path=f"{name}.{key}",
+                source="--param",
             ) from None
     return out
 

@@ -9,10 +9,11 @@ the same block size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from flexkv_engine.trace import RequestRecord
+from flexkv_engine.trace import RequestRecord, load_requests, read_trace
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,34 @@ def trace_stats(requests: Iterable[RequestRecord], tokens_per_block: int) -> Tra
         infinite_cache_hit_tokens=hit,
         infinite_cache_hit_rate=hit / prompt if prompt else 0.0,
     )
+
+
+class _OutOfOrder(Exception):
+    pass
+
+
+def _in_time_order(requests: Iterable[RequestRecord]) -> Iterator[RequestRecord]:
+    last = 0.0
+    for r in requests:
+        if r.t < last:
+            raise _OutOfOrder
+        last = r.t
+        yield r
+
+
+def trace_file_stats(
+    path: str | os.PathLike[str], *, format: str | None = None, block_size: int | None = None
+) -> TraceStats:
+    """:func:`trace_stats` of a trace file of any registered format.
+
+    A file already in time order (generated traces, most recordings) is streamed, so
+    only the distinct keys are held in memory; otherwise its requests are loaded and
+    sorted by time first.
+    """
+    trace = read_trace(path, format=format, block_size=block_size)
+    tokens_per_block = trace.header.tokens_per_block
+    try:
+        return trace_stats(_in_time_order(trace.requests()), tokens_per_block)
+    except _OutOfOrder:
+        _, requests = load_requests(path, format=format, block_size=block_size)
+        return trace_stats(requests, tokens_per_block)

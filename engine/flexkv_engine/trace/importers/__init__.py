@@ -23,8 +23,11 @@ from typing import Protocol
 
 from ..errors import TraceError
 from ..records import Record, TraceHeader
+from .azure import AzureImporter
 from .flexkv import FlexKVImporter
+from .flexkv_tracer import FlexKVTracerImporter
 from .mooncake import MooncakeImporter
+from .qwen_bailian import QwenBailianImporter
 
 
 class Importer(Protocol):
@@ -48,7 +51,10 @@ def register(importer: Importer) -> None:
 
 
 register(FlexKVImporter())
+register(FlexKVTracerImporter())
+register(QwenBailianImporter())  # before mooncake: its lines carry Mooncake's fields too
 register(MooncakeImporter())
+register(AzureImporter())
 
 
 def get_importer(name: str) -> Importer:

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 
 from ..errors import TraceError
 from ..fields import (
-    MAX_TOKENS_PER_BLOCK,
     as_seconds,
+    block_size_or,
     check_key_count,
     count,
     keys,
@@ -52,13 +52,7 @@ class MooncakeImporter:
 
 
 def check_block_size(block_size: int | None) -> int:
-    if block_size is None:
-        return DEFAULT_BLOCK_SIZE
-    if type(block_size) is not int or not 1 <= block_size <= MAX_TOKENS_PER_BLOCK:
-        raise ValueError(
-            f"block_size must be an integer in [1, {MAX_TOKENS_PER_BLOCK}], got {block_size!r}"
-        )
-    return block_size
+    return block_size_or(block_size, DEFAULT_BLOCK_SIZE)
 
 
 def _records(

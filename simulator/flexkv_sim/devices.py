@@ -1,0 +1,158 @@
+"""Device models of the twin: links whose concurrent transfers share bandwidth.
+
+A transfer of ``b`` bytes on a link costs its curve's fixed latency (overhead and per-copy
+costs: time that occupies no bandwidth), then ``b`` bytes of *fluid* work. A link serves
+its active transfers by processor sharing: ``n`` active transfers each progress at
+``rate / n`` bytes per second. This is tracked with virtual time: ``V`` grows by
+``rate / n`` per second, a transfer that joins at ``V0`` ends when ``V`` reaches
+``V0 + b``, so an arrival or a departure costs O(log n) and no per-byte work.
+
+Two links of a :class:`DuplexPair` (PCIe H2D and D2H) each run at their own bandwidth
+alone, and at most ``duplex_bandwidth / 2`` each while both are busy.
+
+Links also keep the busy time and the bytes they moved, per time bin, for utilisation
+plots.
+"""
+
+from __future__ import annotations
+
+import itertools
+from heapq import heappop, heappush
+
+import simpy
+
+from .hardware import Curve
+
+
+class FluidLink:
+    """A processor-sharing link: ``transfer(bytes)`` returns an event that fires when done."""
+
+    def __init__(
+        self, env: simpy.Environment, name: str, curve: Curve, *, bin_s: float = 1.0
+    ) -> None:
+        self.env = env
+        self.name = name
+        self.curve = curve
+        self.bandwidth = curve.bandwidth
+        self.partner: FluidLink | None = None
+        self.duplex_rate = float("inf")
+        self._vt = 0.0
+        self._last = 0.0
+        self._flows: list[tuple[float, int, simpy.Event, int]] = []
+        self._ids = itertools.count()
+        self._timer_version = 0
+        self._timer_at = float("inf")  # when the armed wake-up fires
+        self.bin_s = bin_s
+        self.busy_bins: dict[int, float] = {}
+        self.byte_bins: dict[int, int] = {}
+        self.busy_s = 0.0
+        self.bytes = 0
+        self.ops = 0
+
+    @property
+    def active(self) -> int:
+        return len(self._flows)
+
+    def rate(self) -> float:
+        partner = self.partner
+        if partner is not None and partner._flows:
+            return min(self.bandwidth, self.duplex_rate)
+        return self.bandwidth
+
+    def transfer(self, num_bytes: int, copies: int = 1) -> simpy.Event:
+        """Start a transfer now; the event fires when its last byte has moved."""
+        done = self.env.event()
+        latency = self.curve.overhead_s + copies * self.curve.per_copy_s
+        self.ops += 1
+        if latency > 0:
+            self.env.timeout(latency).callbacks.append(lambda _ev: self._join(num_bytes, done))
+        else:
+            self._join(num_bytes, done)
+        return done
+
+    def transfer_time_alone(self, num_bytes: int, copies: int = 1) -> float:
+        """What one transfer takes on an idle link (for hand checks and calibration)."""
+        return self.curve.time(num_bytes, copies)
+
+    # -- processor sharing ---------------------------------------------------------------
+    def _advance(self) -> None:
+        now = self.env.now
+        elapsed = now - self._last
+        if elapsed > 0 and self._flows:
+            self._vt += elapsed * self.rate() / len(self._flows)
+            self._record_busy(self._last, now)
+        self._last = now
+
+    def _record_busy(self, start: float, end: float) -> None:
+        self.busy_s += end - start
+        width = self.bin_s
+        bins = self.busy_bins
+        b = int(start // width)
+        while start < end:
+            edge = (b + 1) * width
+            if edge <= start:  # float rounding put start on the next bin already
+                b += 1
+                continue
+            stop = edge if edge < end else end
+            bins[b] = bins.get(b, 0.0) + (stop - start)
+            start = stop
+            b += 1
+
+    def _join(self, num_bytes: int, done: simpy.Event) -> None:
+        partner = self.partner
+        self._advance()
+        if partner is not None:
+            partner._advance()
+        heappush(self._flows, (self._vt + num_bytes, next(self._ids), done, num_bytes))
+        self._reschedule()
+        if partner is not None and len(self._flows) == 1:
+            partner._reschedule()  # its rate just dropped to the duplex share
+
+    def _reschedule(self) -> None:
+        """Arm the wake-up for the next departure, unless one is already due before it."""
+        if not self._flows:
+            return
+        remaining = self._flows[0][0] - self._vt
+        deadline = self.env.now + max(remaining, 0.0) * len(self._flows) / self.rate()
+        if self._timer_at <= deadline:
+            return  # an earlier wake-up is armed: it will re-arm for this one
+        self._timer_version += 1
+        self._timer_at = deadline
+        version = self._timer_version
+        self.env.timeout(deadline - self.env.now).callbacks.append(lambda _ev: self._wake(version))
+
+    def _wake(self, version: int) -> None:
+        if version != self._timer_version:
+            return  # superseded by an earlier wake-up
+        self._timer_at = float("inf")
+        partner = self.partner
+        self._advance()
+        if partner is not None:
+            partner._advance()
+        flows = self._flows
+        # Transfers that end together finish in one wake-up. The tolerance (a byte, or
+        # the float resolution of V when V is large) keeps rounding from re-arming the
+        # timer for a remainder that can never be reached.
+        limit = self._vt + max(1.0, abs(self._vt) * 1e-12)
+        now_bin = int(self.env.now // self.bin_s)
+        while flows and flows[0][0] <= limit:
+            _, _, done, num_bytes = heappop(flows)
+            self.bytes += num_bytes
+            self.byte_bins[now_bin] = self.byte_bins.get(now_bin, 0) + num_bytes
+            done.succeed()
+        self._reschedule()
+        if partner is not None and not flows:
+            partner._reschedule()  # its rate just rose back to its own bandwidth
+
+    def finish(self) -> None:
+        """Account busy time up to ``env.now`` (call once the simulation is over)."""
+        self._advance()
+
+
+class DuplexPair:
+    """Two links of one PCIe slot: alone each runs at its bandwidth, together they share."""
+
+    def __init__(self, h2d: FluidLink, d2h: FluidLink, duplex_bandwidth: float) -> None:
+        h2d.partner, d2h.partner = d2h, h2d
+        h2d.duplex_rate = d2h.duplex_rate = duplex_bandwidth / 2
+        self.h2d, self.d2h = h2d, d2h

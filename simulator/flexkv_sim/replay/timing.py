@@ -1,0 +1,308 @@
+"""Timing mode: the core's planner inside a SimPy model of the links and the GPU.
+
+Each request of the trace lives as a chain of SimPy event callbacks:
+
+1. arrives at its timestamp and waits for a slot (``serving_config.max_concurrency``);
+2. matches the serving engine's GPU prefix cache, then plans the FlexKV GET (after the
+   profile's ``match`` time) and runs its transfer graph on the devices;
+3. prefills the tokens that no tier served (the compute model), which gives TTFT;
+4. plans the write-through PUT, whose transfers run off the critical path;
+5. decodes ``output_tokens`` steps, then leaves its blocks to the GPU prefix cache.
+
+Transfers run on :mod:`flexkv_sim.devices` links: PCIe H2D/D2H (duplex-coupled, curve by
+copy mode), SSD read/write (bandwidth by queue depth), network to the remote store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from flexkv_engine.core.graph import TransferGraph, TransferOp
+from flexkv_engine.core.paths import (
+    CACHE_TIERS,
+    D2H,
+    H2D,
+    REMOTE_READ,
+    REMOTE_WRITE,
+    SSD_READ,
+    SSD_WRITE,
+)
+from flexkv_engine.core.planner import Planner
+from flexkv_engine.gpu_cache import GpuPrefixCache
+from flexkv_engine.planning import build_planner
+from flexkv_engine.replay_input import ReplayInput
+
+from ..devices import DuplexPair, FluidLink
+from ..hardware import HardwareProfile
+from ..progress import progress_bar
+
+TIMING_COLUMNS = (
+    "request_id",
+    "t",
+    "op",
+    "num_tokens",
+    "num_blocks",
+    "gpu_tokens",
+    "cpu_tokens",
+    "ssd_tokens",
+    "remote_tokens",
+    "in_flight",
+    "queue_s",
+    "get_s",
+    "prefill_s",
+    "ttft_s",
+    "decode_s",
+    "put_s",
+    "end_t",
+)
+UTILISATION_BINS = 200
+
+
+@dataclass
+class TimingResult:
+    planner: Planner
+    wall_s: float
+    span_s: float
+    links: dict[str, FluidLink]
+    records: list[tuple[Any, ...]] = field(default_factory=list)  # rows of TIMING_COLUMNS
+
+
+class TimingModel:
+    """Devices, planner and GPU prefix cache of one timing replay."""
+
+    def __init__(self, inp: ReplayInput, profile: HardwareProfile, bin_s: float) -> None:
+        config = inp.config
+        cache = config.cache_config
+        self.env = env = simpy.Environment()
+        self.planner = build_planner(cache)
+        self.gpu_cache = GpuPrefixCache(config.serving_config.num_gpu_blocks)
+        self.tpb = self.planner.tokens_per_block
+        self.block_bytes = config.model_config.bytes_per_block(self.tpb)
+        self.compute = config.serving_config.compute
+        if "serving_config.compute" not in {k.rsplit(".", 1)[0] for k in config.explicit}:
+            self.compute = profile.compute
+        self.match_s = profile.match_s
+        qd = cache.ssd_cache_iouring_entries
+        links = {
+            H2D: FluidLink(env, H2D, profile.h2d_curve(cache), bin_s=bin_s),
+            D2H: FluidLink(env, D2H, profile.d2h_curve(cache), bin_s=bin_s),
+            SSD_READ: FluidLink(env, SSD_READ, profile.ssd_read.curve(qd), bin_s=bin_s),
+            SSD_WRITE: FluidLink(env, SSD_WRITE, profile.ssd_write.curve(qd), bin_s=bin_s),
+            REMOTE_READ: FluidLink(env, REMOTE_READ, profile.network, bin_s=bin_s),
+            REMOTE_WRITE: FluidLink(env, REMOTE_WRITE, profile.network, bin_s=bin_s),
+        }
+        DuplexPair(links[H2D], links[D2H], profile.duplex_bandwidth)
+        self.links = links
+        # Copy-engine paths copy whole blocks one by one (after a gather on the GPU).
+        self.copies_per_block = {
+            H2D: 1 if cache.use_ce_transfer_h2d else 0,
+            D2H: 1 if cache.use_ce_transfer_d2h else 0,
+        }
+        limit = config.serving_config.max_concurrency
+        self.slots = simpy.Resource(env, limit) if limit > 0 else None
+        self.decode_matters = self.slots is not None or self.gpu_cache.index is not None
+        self.records: list[tuple[Any, ...]] = []
+
+    # -- transfer graphs -----------------------------------------------------------------
+    def execute(self, graph: TransferGraph, then: Callable[[], None]) -> None:
+        """Run ``graph``'s ops on the links as their dependencies allow, then call ``then``."""
+        started: set[int] = set()
+        links, block_bytes, copies_per_block = self.links, self.block_bytes, self.copies_per_block
+        complete = self.planner.complete
+
+        def start(op: TransferOp) -> None:
+            started.add(op.op_id)
+            copies = max(1, op.blocks * copies_per_block.get(op.path, 0))
+            event = links[op.path].transfer(op.blocks * block_bytes, copies)
+            event.callbacks.append(lambda _ev: done(op))
+
+        def done(op: TransferOp) -> None:
+            complete(graph, op)
+            if graph.done:
+                then()
+                return
+            for nxt in graph.runnable():
+                if nxt.op_id not in started:
+                    start(nxt)
+
+        for op in graph.runnable():
+            start(op)
+
+    # -- requests ------------------------------------------------------------------------
+    def submit(self, req: Any) -> None:
+        """Schedule ``req``'s arrival (and, without a concurrency limit, its match)."""
+        env = self.env
+        run = _RequestRun(self, req)
+        if self.slots is None:
+            # Arrival and index match in one event: nothing can delay the match.
+            delay = req.t + (self.match_s if req.op == "get" else 0.0) - env.now
+            env.timeout(delay).callbacks.append(run.get)
+        else:
+            env.timeout(req.t - env.now).callbacks.append(run.queue)
+
+
+class _RequestRun:
+    """One request's life in the model, as a chain of event callbacks (cheaper than a process)."""
+
+    __slots__ = (
+        "decode_s",
+        "get_s",
+        "gpu_blocks",
+        "gpu_handle",
+        "hits",
+        "in_flight",
+        "model",
+        "prefill_s",
+        "put_done",
+        "req",
+        "slot",
+        "start",
+        "ttft_s",
+    )
+
+    def __init__(self, model: TimingModel, req: Any) -> None:
+        self.model = model
+        self.req = req
+        self.slot: Any = None
+        self.start = req.t
+
+    def queue(self, _event: Any = None) -> None:
+        model = self.model
+        self.slot = model.slots.request()  # type: ignore[union-attr]
+        self.slot.callbacks.append(self.admitted)
+
+    def admitted(self, _event: Any) -> None:
+        env = self.model.env
+        self.start = env.now
+        if self.model.match_s and self.req.op == "get":
+            env.timeout(self.model.match_s).callbacks.append(self.get)
+        else:
+            self.get()
+
+    def get(self, _event: Any = None) -> None:
+        model, req = self.model, self.req
+        self.gpu_blocks, self.gpu_handle = model.gpu_cache.acquire(req.keys, self.start)
+        self.in_flight = False
+        self.hits = (0, 0, 0)
+        if req.op != "get":
+            self.get_s = 0.0
+            self.prefill()
+            return
+        graph = model.planner.plan_get(
+            req.request_id, req.keys, req.num_tokens, model.env.now, gpu_blocks=self.gpu_blocks
+        )
+        self.in_flight = graph.in_flight
+        served = graph.served
+        tpb, tokens = model.tpb, req.num_tokens
+        hits = [0, 0, 0]
+        for j, tier in enumerate(CACHE_TIERS):
+            rng = served.get(tier)
+            if rng is not None:
+                hits[j] = min(rng[1] * tpb, tokens) - min(rng[0] * tpb, tokens)
+        self.hits = tuple(hits)  # planned; a failed op would shrink them (none fail here)
+        if graph.done:
+            self.loaded()
+        else:
+            model.execute(graph, self.loaded)
+
+    def loaded(self) -> None:
+        self.get_s = self.model.env.now - self.start
+        self.prefill()
+
+    def prefill(self) -> None:
+        model, req = self.model, self.req
+        tokens = req.num_tokens
+        reused = min(self.gpu_blocks * model.tpb, tokens) + sum(self.hits)
+        self.prefill_s = model.compute.prefill_time(tokens - reused, reused)
+        if self.prefill_s:
+            model.env.timeout(self.prefill_s).callbacks.append(self.first_token)
+        else:
+            self.first_token()
+
+    def first_token(self, _event: Any = None) -> None:
+        model, req, env = self.model, self.req, self.model.env
+        self.ttft_s = env.now - req.t
+        self.put_done = env.now
+        put = model.planner.plan_put(req.request_id, req.keys, req.num_tokens, env.now)
+        if not put.done:
+            model.execute(put, self.put_finished)
+        self.decode_s = req.output_tokens * model.compute.decode_step_s
+        if self.decode_s and model.decode_matters:
+            env.timeout(self.decode_s).callbacks.append(self.finish)
+        else:
+            # Nothing waits for the end of decode (no slot to free, no GPU prefix cache to
+            # fill): its time is known, so it needs no event.
+            self.finish()
+
+    def put_finished(self) -> None:
+        self.put_done = self.model.env.now
+
+    def finish(self, _event: Any = None) -> None:
+        model, req, env = self.model, self.req, self.model.env
+        model.gpu_cache.release(req.keys, self.gpu_handle, env.now)
+        if self.slot is not None:
+            model.slots.release(self.slot)  # type: ignore[union-attr]
+        gpu_tokens = min(self.gpu_blocks * model.tpb, req.num_tokens)
+        model.records.append(
+            [
+                req.request_id,
+                req.t,
+                req.op,
+                req.num_tokens,
+                len(req.keys),
+                gpu_tokens,
+                *self.hits,
+                self.in_flight,
+                self.start - req.t,
+                self.get_s,
+                self.prefill_s,
+                self.ttft_s,
+                self.decode_s,
+                self,
+                req.t + self.ttft_s + self.decode_s,
+            ]
+        )
+
+
+def replay_timing(
+    inp: ReplayInput, profile: HardwareProfile, *, progress: bool | None = None
+) -> TimingResult:
+    """Replay ``inp`` in simulated time on ``profile``'s devices."""
+    requests = inp.requests
+    span_hint = (requests[-1].t - requests[0].t) if requests else 0.0
+    model = TimingModel(inp, profile, bin_s=max(span_hint / UTILISATION_BINS, 1e-3))
+    env = model.env
+    bar = progress_bar(len(requests), "simulate", progress)
+    begin = time.perf_counter()
+    step = max(len(requests) // 100, 1)
+    for i, req in enumerate(requests):
+        model.submit(req)
+        if i % step == step - 1:
+            # Advance in slices so the progress bar moves and memory stays bounded.
+            if req.t > env.now:
+                env.run(until=req.t)
+            bar.update(step)
+    env.run()
+    for link in model.links.values():
+        link.finish()
+    wall_s = time.perf_counter() - begin
+    bar.update(len(requests) - (len(requests) // step) * step)
+    bar.close()
+    records = []
+    for row in model.records:
+        run = row[15]
+        row[15] = run.put_done - (run.req.t + run.ttft_s)  # PUT time after the first token
+        records.append(tuple(row))
+    records.sort(key=lambda r: r[1])
+    return TimingResult(
+        planner=model.planner,
+        wall_s=wall_s,
+        span_s=env.now,
+        links=model.links,
+        records=records,
+    )
