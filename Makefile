@@ -98,8 +98,15 @@ format: setup
 	$(VENV)/bin/ruff check --fix $(LINT_DIRS)
 	$(VENV)/bin/ruff format $(LINT_DIRS)
 
+# The twin on a workload it generates: 2,000 multi-turn chat requests replayed in timing
+# mode on an H100 host with a Gen4 SSD; the last line names the HTML report.
+DEMO_DIR ?= runs/demo
 demo: setup
-	$(VENV)/bin/flexkv-sim replay traces/sample_multiturn.jsonl --json
+	@mkdir -p $(DEMO_DIR)
+	$(VENV)/bin/flexkv-sim trace generate --workload multiturn --requests 2000 --seed 1 \
+	  --rate 8 -o $(DEMO_DIR)/trace.jsonl
+	$(VENV)/bin/flexkv-sim replay $(DEMO_DIR)/trace.jsonl --config scenarios/demo.json \
+	  --mode timing --hardware h100-sxm-pcie5 --hardware ssd-gen4 --out $(DEMO_DIR)/run
 
 bench: setup
 	@if [ -f bench/run_all.sh ]; then \

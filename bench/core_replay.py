@@ -22,6 +22,7 @@ from flexkv_engine.core.index import TierIndex
 from flexkv_engine.core.keys import expand_keys
 from flexkv_engine.core.planner import Planner
 from flexkv_engine.trace import load_requests, public_traces_dir
+from flexkv_sim.progress import cyclic_gc_paused
 
 
 def load(block: int) -> list[tuple[float, int, list[int]]]:
@@ -36,9 +37,10 @@ def planner_replay(requests, capacity: int, block: int) -> tuple[float, float, i
     planner = Planner({"cpu": TierIndex("cpu", capacity)}, block)
     plan_get, plan_put, run = planner.plan_get, planner.plan_put, planner.run
     start = time.perf_counter()
-    for i, (t, tokens, keys) in enumerate(requests):
-        run(plan_get(i, keys, tokens, t))
-        run(plan_put(i, keys, tokens, t))
+    with cyclic_gc_paused():  # as flexkv-sim replay does
+        for i, (t, tokens, keys) in enumerate(requests):
+            run(plan_get(i, keys, tokens, t))
+            run(plan_put(i, keys, tokens, t))
     elapsed = time.perf_counter() - start
     return elapsed, planner.stats.hit_rate, planner.tiers["cpu"].num_nodes
 

@@ -1,8 +1,11 @@
-"""Progress bars on stderr, shown only for runs that last more than a second."""
+"""Long replay loops: progress bars on stderr (runs over a second), and GC control."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -21,3 +24,21 @@ def progress_bar(total: int, desc: str, enabled: bool | None = None) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="req", file=sys.stderr, delay=1.0, leave=False)
+
+
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector around a replay loop.
+
+    A large tier holds millions of keys and block ids in lists; every full collection
+    would walk them all, so the cost per request grows with capacity. The index frees
+    what it evicts by reference counting (a removed node is referenced by nothing), so
+    nothing accumulates while the collector waits.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

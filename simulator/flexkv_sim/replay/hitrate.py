@@ -18,7 +18,7 @@ from flexkv_engine.gpu_cache import GpuPrefixCache
 from flexkv_engine.planning import build_planner
 from flexkv_engine.replay_input import ReplayInput
 
-from ..progress import progress_bar
+from ..progress import cyclic_gc_paused, progress_bar
 
 RECORD_COLUMNS = (
     "request_id",
@@ -55,26 +55,27 @@ def replay_hitrate(inp: ReplayInput, *, progress: bool | None = None) -> HitRate
     append = records.append
     bar = progress_bar(len(inp.requests), "replay", progress)
     start = time.perf_counter()
-    for i, req in enumerate(inp.requests):
-        keys, tokens, now = req.keys, req.num_tokens, req.t
-        gpu_blocks, gpu_handle = gpu.acquire(keys, now)
-        served = {}
-        in_flight = False
-        if req.op == "get":
-            graph = run(plan_get(req.request_id, keys, tokens, now, gpu_blocks=gpu_blocks))
-            served = graph.served
-            in_flight = graph.in_flight
-        run(plan_put(req.request_id, keys, tokens, now))
-        gpu.release(keys, gpu_handle, now)
-        hits = [0, 0, 0]
-        for j, tier in enumerate(CACHE_TIERS):
-            rng = served.get(tier)
-            if rng is not None:
-                hits[j] = tokens_in(rng[0], rng[1], tpb, tokens)
-        gpu_tokens = min(gpu_blocks * tpb, tokens)
-        append((req.request_id, now, req.op, tokens, len(keys), gpu_tokens, *hits, in_flight))
-        if i & 1023 == 1023:
-            bar.update(1024)
+    with cyclic_gc_paused():
+        for i, req in enumerate(inp.requests):
+            keys, tokens, now = req.keys, req.num_tokens, req.t
+            gpu_blocks, gpu_handle = gpu.acquire(keys, now)
+            served = {}
+            in_flight = False
+            if req.op == "get":
+                graph = run(plan_get(req.request_id, keys, tokens, now, gpu_blocks=gpu_blocks))
+                served = graph.served
+                in_flight = graph.in_flight
+            run(plan_put(req.request_id, keys, tokens, now))
+            gpu.release(keys, gpu_handle, now)
+            hits = [0, 0, 0]
+            for j, tier in enumerate(CACHE_TIERS):
+                rng = served.get(tier)
+                if rng is not None:
+                    hits[j] = tokens_in(rng[0], rng[1], tpb, tokens)
+            gpu_tokens = min(gpu_blocks * tpb, tokens)
+            append((req.request_id, now, req.op, tokens, len(keys), gpu_tokens, *hits, in_flight))
+            if i & 1023 == 1023:
+                bar.update(1024)
     wall_s = time.perf_counter() - start
     bar.update(len(inp.requests) & 1023)
     bar.close()

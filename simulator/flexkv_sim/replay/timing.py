@@ -39,7 +39,7 @@ from flexkv_engine.replay_input import ReplayInput
 
 from ..devices import DuplexPair, FluidLink
 from ..hardware import HardwareProfile
-from ..progress import progress_bar
+from ..progress import cyclic_gc_paused, progress_bar
 
 TIMING_COLUMNS = (
     "request_id",
@@ -98,10 +98,13 @@ class TimingModel:
         }
         DuplexPair(links[H2D], links[D2H], profile.duplex_bandwidth)
         self.links = links
-        # Copy-engine paths copy whole blocks one by one (after a gather on the GPU).
+        # Per-copy costs: copy-engine paths copy whole blocks one by one (after a gather
+        # on the GPU); the remote store moves one object per block.
         self.copies_per_block = {
             H2D: 1 if cache.use_ce_transfer_h2d else 0,
             D2H: 1 if cache.use_ce_transfer_d2h else 0,
+            REMOTE_READ: 1,
+            REMOTE_WRITE: 1,
         }
         limit = config.serving_config.max_concurrency
         self.slots = simpy.Resource(env, limit) if limit > 0 else None
@@ -280,14 +283,15 @@ def replay_timing(
     bar = progress_bar(len(requests), "simulate", progress)
     begin = time.perf_counter()
     step = max(len(requests) // 100, 1)
-    for i, req in enumerate(requests):
-        model.submit(req)
-        if i % step == step - 1:
-            # Advance in slices so the progress bar moves and memory stays bounded.
-            if req.t > env.now:
-                env.run(until=req.t)
-            bar.update(step)
-    env.run()
+    with cyclic_gc_paused():
+        for i, req in enumerate(requests):
+            model.submit(req)
+            if i % step == step - 1:
+                # Advance in slices so the progress bar moves and memory stays bounded.
+                if req.t > env.now:
+                    env.run(until=req.t)
+                bar.update(step)
+        env.run()
     for link in model.links.values():
         link.finish()
     wall_s = time.perf_counter() - begin
