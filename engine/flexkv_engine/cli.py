@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .cli_common import echo_json, exit_on_bad_input
+from .cli_replay import replay
 from .config import config_to_dict, load_config
 
 
@@ -69,6 +70,8 @@ def info() -> None:
         report["torch_cuda"] = torch.cuda.is_available()
     echo_json(report)
 
+
+main.add_command(replay)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

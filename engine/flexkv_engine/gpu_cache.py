@@ -29,15 +29,30 @@ class GpuPrefixCache:
         ready, _, handle = self.index.lookup(keys, now, hit=True)
         return ready, handle
 
-    def release(self, keys: list[int], handle: Node | None, now: float) -> None:
-        """The request finished: keep its blocks (what fits), then unlock."""
+    def release(
+        self, keys: list[int], handle: Node | None, now: float
+    ) -> tuple[int, list[int]]:
+        """The request finished: keep its blocks (what fits), then unlock.
+
+        Returns ``(start, ids)``: blocks ``start .. start + len(ids)`` of the request were
+        added to the cache in GPU slots ``ids`` (the caller puts their bytes there).
+        """
         index = self.index
         if index is None or handle is None:
-            return
+            return 0, []
         ready, present, tail = index.lookup(keys, now, hit=False)
+        added: tuple[int, list[int]] = (ready, [])
         if present == ready < len(keys):
             node = index.insert(tail, keys, len(keys) - ready, now)
             if node is not None:
                 index.commit(node)
+                added = (ready, list(node.ids))
         index.release(tail)
         index.release(handle)
+        return added
+
+    def slots(self, handle: Node | None, count: int) -> list[int]:
+        """GPU slots of the first ``count`` cached blocks of an acquired request."""
+        if self.index is None or handle is None or count == 0:
+            return []
+        return self.index.block_ids(handle, 0, count)

@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flexkv_engine.cli_common import write_json
-from flexkv_engine.config import Config, config_to_dict
+from flexkv_engine.config import Config
+from flexkv_engine.results import RECORD_FORMATS, write_results
 
 from .devices import FluidLink
 
-RECORD_FORMATS = ("csv", "parquet")
+__all__ = ["RECORD_FORMATS", "utilisation_frame", "write_run_dir"]
 
 
 def write_run_dir(
@@ -29,17 +29,8 @@ def write_run_dir(
     links: Mapping[str, FluidLink] | None = None,
     records_format: str = "csv",
 ) -> Path:
-    """Write every result file into ``out`` (created if missing); returns ``out``."""
-    import pandas as pd
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "summary.json", summary)
-    write_json(out / "config.json", config_to_dict(config))
-    frame = pd.DataFrame.from_records(list(records), columns=list(columns))
-    if records_format == "parquet":
-        frame.to_parquet(out / "requests.parquet", index=False)
-    else:
-        frame.to_csv(out / "requests.csv", index=False)
+    """The engine's result files, plus ``utilisation.csv`` of the twin's links."""
+    write_results(out, summary, records, columns, config, records_format=records_format)
     if links is not None:
         utilisation_frame(links).to_csv(out / "utilisation.csv", index=False)
     return out
@@ -49,17 +40,15 @@ def utilisation_frame(links: Mapping[str, FluidLink]) -> Any:
     """Busy fraction and bytes of each link per time bin, as a DataFrame."""
     import pandas as pd
 
-    rows = []
-    for path, link in links.items():
-        width = link.bin_s
-        for b in sorted(set(link.busy_bins) | set(link.byte_bins)):
-            rows.append(
-                (
-                    b * width,
-                    (b + 1) * width,
-                    path,
-                    min(link.busy_bins.get(b, 0.0) / width, 1.0),
-                    link.byte_bins.get(b, 0),
-                )
-            )
+    rows = [
+        (
+            b * link.bin_s,
+            (b + 1) * link.bin_s,
+            path,
+            min(link.busy_bins.get(b, 0.0) / link.bin_s, 1.0),
+            link.byte_bins.get(b, 0),
+        )
+        for path, link in links.items()
+        for b in sorted(set(link.busy_bins) | set(link.byte_bins))
+    ]
     return pd.DataFrame(rows, columns=["t_start", "t_end", "path", "busy_fraction", "bytes"])

@@ -1,0 +1,129 @@
+"""Pacing a replay: requests at their timestamps (``speed`` x faster), or one at a time.
+
+With ``speed=None`` ("max") requests run one at a time in trace order: each request's
+GET, fill and PUT to every tier complete before the next starts, so its hits are
+deterministic and equal the twin's hit-rate mode block for block. Otherwise a request
+starts at ``t / speed`` seconds after the first, on a pool of worker threads (the
+serving engine's concurrency, ``serving_config.max_concurrency``, default 16).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..kv_manager import KVManager
+from ..replay_input import ReplayInput
+from ..summary import build_summary, percentiles
+from ..trace import RequestRecord
+from ..tracer import Tracer
+from .serving import IntegrityFailure, ServingEmulator
+
+RUN_COLUMNS = (
+    "request_id", "t", "op", "num_tokens", "num_blocks",
+    "gpu_tokens", "cpu_tokens", "ssd_tokens", "remote_tokens", "in_flight",
+    "queue_s", "get_s", "prefill_s", "ttft_s", "decode_s", "put_s", "end_t",
+)
+DEFAULT_CONCURRENCY = 16
+
+
+@dataclass
+class HardwareRun:
+    summary: dict[str, Any]
+    records: list[tuple[Any, ...]]
+    failures: list[IntegrityFailure] = field(default_factory=list)
+
+
+def run_replay(
+    inp: ReplayInput,
+    *,
+    device: str = "cpu",
+    speed: float | None = None,
+    prefill: str = "none",
+    trace_path: Path | None = None,
+    ssd_backend: str = "auto",
+    progress: Any = None,
+) -> HardwareRun:
+    """Replay ``inp`` through a real :class:`KVManager` on ``device``; check every block."""
+    config = inp.config
+    serving = config.serving_config
+    concurrency = 1 if speed is None else (serving.max_concurrency or DEFAULT_CONCURRENCY)
+    longest = max((len(r.keys) for r in inp.requests), default=1)
+    prefix_blocks = serving.num_gpu_blocks
+    working = longest * min(concurrency, 4)
+    pacing = {"type": "pacing", "speed": "max" if speed is None else speed, "prefill": prefill}
+    tracer = None
+    if trace_path is not None:
+        tracer = Tracer(str(trace_path), config, meta={"device": device, "pacing": pacing})
+        tracer.write(pacing)
+    kv = KVManager(config, num_gpu_blocks=prefix_blocks + working, device=device,
+                   ssd_backend=ssd_backend, tracer=tracer)
+    emulator = ServingEmulator(kv, prefix_blocks, working, serving.compute,
+                               emulate_compute=prefill == "model")
+    records: list[tuple[Any, ...]] = []
+    begin = time.perf_counter()
+    try:
+        if speed is None:
+            for req in inp.requests:
+                arrived = time.perf_counter()
+                _trace_request(tracer, req)
+                records.append(emulator.serve(req, req.t, arrived))
+                _tick(progress)
+        else:
+            records = _paced(emulator, inp.requests, speed, concurrency, tracer, progress)
+        wall_s = time.perf_counter() - begin
+    finally:
+        kv.close()
+    records.sort(key=lambda r: r[1])
+    gets = [r for r in records if r[2] == "get"]
+    extra = {
+        "integrity_failures": len(emulator.failures),
+        "device": device,
+        "ssd_backend": getattr(kv, "ssd_backend_name", None),
+        "pacing": {k: v for k, v in pacing.items() if k != "type"},
+        "latency": {
+            name: percentiles([r[RUN_COLUMNS.index(name)] for r in gets])
+            for name in ("get_s", "ttft_s", "queue_s", "put_s")
+        },
+        "failed_ops": kv.failed_ops,
+    }
+    summary = build_summary(inp, kv.planner, tool="flexkv-run",
+                            mode="speed-max" if speed is None else "paced",
+                            wall_s=wall_s, extra=extra)
+    return HardwareRun(summary, records, list(emulator.failures))
+
+
+def _trace_request(tracer: Tracer | None, req: RequestRecord) -> None:
+    if tracer is not None:
+        tracer.request(req)
+
+
+def _tick(progress: Any) -> None:
+    if progress is not None:
+        progress.update(1)
+
+
+def _paced(
+    emulator: ServingEmulator, requests: list[RequestRecord], speed: float, workers: int,
+    tracer: Tracer | None, progress: Any,
+) -> list[tuple[Any, ...]]:
+    origin = requests[0].t if requests else 0.0
+    begin = time.perf_counter()
+    futures = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flexkv-req") as pool:
+        for req in requests:
+            due = begin + (req.t - origin) / speed
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            _trace_request(tracer, req)
+            now = origin + (time.perf_counter() - begin) * speed  # trace time
+            futures.append(pool.submit(emulator.serve, req, now, time.perf_counter()))
+        out = []
+        for future in futures:
+            out.append(future.result())
+            _tick(progress)
+    return out

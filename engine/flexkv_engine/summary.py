@@ -1,0 +1,97 @@
+"""``summary.json``: the result of a replay, the same shape for the twin and the engine.
+
+Shared by ``flexkv-sim replay`` and ``flexkv-run replay`` (torch-free).
+
+DESIGN.md 4: ``hit_rate`` = tokens served by CPU, SSD and remote / prompt tokens;
+``hit_rate_by_tier`` gives each tier's served tokens / prompt tokens (GPU apart from
+``hit_rate``); all rates are fractions. Provenance names the package version, the schema
+version, the config hash and the seed.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+from . import __version__
+from .config import config_hash, config_to_dict
+from .core.paths import CACHE_TIERS, PATHS
+from .core.planner import Planner
+from .replay_input import ReplayInput
+
+SUMMARY_SCHEMA_VERSION = 1
+
+
+def build_summary(
+    inp: ReplayInput,
+    planner: Planner,
+    *,
+    tool: str,
+    mode: str,
+    wall_s: float,
+    seed: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary of a finished replay (``extra`` adds mode-specific sections)."""
+    stats = planner.stats
+    config = inp.config
+    tpb = planner.tokens_per_block
+    block_bytes = config.model_config.bytes_per_block(tpb)
+    tiers = planner.tiers
+    summary: dict[str, Any] = {
+        "tool": tool,
+        "mode": mode,
+        "requests": len(inp.requests),
+        "gets": stats.gets,
+        "puts": stats.puts,
+        "prompt_tokens": stats.prompt_tokens,
+        "hit_rate": stats.hit_rate,
+        "hit_rate_by_tier": stats.hit_rate_by_tier(),
+        "hit_tokens_by_tier": dict(stats.tokens_by_tier),
+        "gets_in_flight": stats.gets_in_flight,
+        "tokens_per_block": tpb,
+        "bytes_per_block": block_bytes,
+        "blocks_by_path": {p: stats.blocks_by_path[p] for p in PATHS},
+        "bytes_by_path": {p: stats.blocks_by_path[p] * block_bytes for p in PATHS},
+        "ops_by_path": {p: stats.ops_by_path[p] for p in PATHS},
+        "tiers": {
+            name: {
+                "capacity_blocks": tiers[name].capacity,
+                "used_blocks": tiers[name].used,
+                "evicted_blocks": tiers[name].evicted_blocks,
+                "alloc_failures": tiers[name].alloc_failures,
+                "stored_blocks": stats.stored_blocks[name],
+            }
+            for name in CACHE_TIERS
+            if name in tiers
+        },
+        "load_s": inp.load_s,
+        "wall_s": wall_s,
+        "trace": {
+            "path": inp.trace_path,
+            "format": inp.trace_format,
+            "recorded_tokens_per_block": inp.recorded_tokens_per_block,
+        },
+        "provenance": {
+            "package_version": __version__,
+            "schema_version": SUMMARY_SCHEMA_VERSION,
+            "config_hash": config_hash(config),
+            "seed": seed,
+            "python": platform.python_version(),
+        },
+        "config": config_to_dict(config),
+    }
+    if extra:
+        summary.update(extra)
+    return summary
+
+
+def percentiles(values: Any) -> dict[str, float | None]:
+    """p50, p90, p99 and mean of a sequence (None for an empty one)."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return {"p50": None, "p90": None, "p99": None, "mean": None}
+    p50, p90, p99 = np.percentile(data, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(data.mean())}

@@ -1,0 +1,46 @@
+"""The mover protocol: what the KV manager's workers ask of every data path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Move ``len(src_ids)`` blocks along ``path``: block ``src_ids[i]`` -> ``dst_ids[i]``.
+
+    Ids are block ids of the source and destination places (GPU cache, host pool, SSD).
+    """
+
+    job_id: int
+    path: str
+    src_ids: Sequence[int]
+    dst_ids: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A finished job: ``queue_s`` waiting for the device, ``transfer_s`` moving bytes."""
+
+    job_id: int
+    ok: bool
+    error: str | None
+    num_bytes: int
+    queue_s: float
+    transfer_s: float
+
+
+class Mover(Protocol):
+    """One data path. ``submit`` returns at once; ``poll`` returns jobs that finished."""
+
+    paths: tuple[str, ...]
+
+    def submit(self, job: Job) -> None: ...
+
+    def poll(self, timeout: float | None = 0.0) -> list[Done]:
+        """Finished jobs; waits up to ``timeout`` seconds for one (None: until one ends)."""
+        ...
+
+    def close(self) -> None: ...
