@@ -9,6 +9,7 @@
 
 #include "crc32c.h"
 #include "cuda/device_info.h"
+#include "io/bind_io.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -111,4 +112,6 @@ NB_MODULE(_native, m) {
           nb::sig("def crc32c_portable(data: collections.abc.Buffer, value: int = 0) -> int"),
           "crc32c() computed by the portable slicing-by-8 code whatever the CPU; for parity "
           "tests and benchmarks.");
+
+    flexkv::io::bind_io(m);  // UringEngine (with liburing) and uring_probe
 }

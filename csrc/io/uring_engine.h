@@ -127,6 +127,7 @@ private:
     std::vector<std::string> paths_;
     UringOptions opts_;
 
+    std::mutex close_mu_;  // serialises close() (join once)
     std::mutex mu_;
     std::condition_variable done_cv_;   // poll() waits here
     std::condition_variable ready_cv_;  // the constructor waits here for the ring set-up

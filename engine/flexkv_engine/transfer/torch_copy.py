@@ -41,9 +41,10 @@ class TorchCopyMover:
     def poll(self, timeout: float | None = 0.0) -> list[Done]:
         out: list[Done] = []
         try:
-            out.append(self._done.get(timeout=timeout) if timeout != 0.0 else self._done.get_nowait())
+            first = self._done.get(timeout=timeout) if timeout != 0.0 else self._done.get_nowait()
         except queue.Empty:
             return out
+        out.append(first)
         while True:
             try:
                 out.append(self._done.get_nowait())
