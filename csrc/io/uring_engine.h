@@ -117,7 +117,7 @@ private:
     void arm_wakeup_locked();
     void fill_locked();
     void reap_locked();
-    void complete_io_locked(Job& job, std::uint32_t seq, std::uint32_t index, int res);
+    void complete_io_locked(std::uint32_t seq, std::uint32_t index, int res);
     void finish_if_done_locked(std::uint32_t seq, Job& job);
     void fail_all_locked(const std::string& error);
     void wake_worker_locked();

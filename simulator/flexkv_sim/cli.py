@@ -15,6 +15,7 @@ from flexkv_engine.replay_input import prepare_replay
 
 from . import __version__
 from .cli_trace import trace
+from .cli_calibrate import calibrate, validate
 from .hardware import DEFAULT_PROFILES, load_profiles
 from .output import RECORD_FORMATS, write_run_dir
 from .replay import replay_hitrate
@@ -166,5 +167,8 @@ def _print_human(summary: dict, out: str | None, report_path: Path | None) -> No
 
 
 main.add_command(trace)
+main.add_command(calibrate)
+main.add_command(validate)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -17,6 +17,7 @@ plots.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from heapq import heappop, heappush
 
 import simpy
@@ -38,7 +39,7 @@ class FluidLink:
         self.duplex_rate = float("inf")
         self._vt = 0.0
         self._last = 0.0
-        self._flows: list[tuple[float, int, simpy.Event, int]] = []
+        self._flows: list[tuple[float, int, Callable[[], None], int]] = []
         self._ids = itertools.count()
         self._timer_version = 0
         self._timer_at = float("inf")  # when the armed wake-up fires
@@ -59,16 +60,20 @@ class FluidLink:
             return min(self.bandwidth, self.duplex_rate)
         return self.bandwidth
 
-    def transfer(self, num_bytes: int, copies: int = 1) -> simpy.Event:
-        """Start a transfer now; the event fires when its last byte has moved."""
-        done = self.env.event()
+    def transfer(self, num_bytes: int, copies: int, on_done: Callable[[], None]) -> None:
+        """Start a transfer now; ``on_done()`` is called when its last byte has moved.
+
+        A plain callback rather than an event: a SimPy event would cost one more
+        scheduler step per transfer.
+        """
         latency = self.curve.overhead_s + copies * self.curve.per_copy_s
         self.ops += 1
         if latency > 0:
-            self.env.timeout(latency).callbacks.append(lambda _ev: self._join(num_bytes, done))
+            self.env.timeout(latency).callbacks.append(
+                lambda _ev: self._join(num_bytes, on_done)
+            )
         else:
-            self._join(num_bytes, done)
-        return done
+            self._join(num_bytes, on_done)
 
     def transfer_time_alone(self, num_bytes: int, copies: int = 1) -> float:
         """What one transfer takes on an idle link (for hand checks and calibration)."""
@@ -98,7 +103,7 @@ class FluidLink:
             start = stop
             b += 1
 
-    def _join(self, num_bytes: int, done: simpy.Event) -> None:
+    def _join(self, num_bytes: int, done: Callable[[], None]) -> None:
         partner = self.partner
         self._advance()
         if partner is not None:
@@ -135,14 +140,17 @@ class FluidLink:
         # timer for a remainder that can never be reached.
         limit = self._vt + max(1.0, abs(self._vt) * 1e-12)
         now_bin = int(self.env.now // self.bin_s)
+        finished = []
         while flows and flows[0][0] <= limit:
             _, _, done, num_bytes = heappop(flows)
             self.bytes += num_bytes
             self.byte_bins[now_bin] = self.byte_bins.get(now_bin, 0) + num_bytes
-            done.succeed()
+            finished.append(done)
         self._reschedule()
         if partner is not None and not flows:
             partner._reschedule()  # its rate just rose back to its own bandwidth
+        for done in finished:  # after the link's state is settled: they may submit more
+            done()
 
     def finish(self) -> None:
         """Account busy time up to ``env.now`` (call once the simulation is over)."""

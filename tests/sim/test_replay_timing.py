@@ -159,3 +159,29 @@ def test_conversation_trace_timing_within_a_point_of_hitrate(tmp_path) -> None:
     assert summary["span_s"] > 3000
     assert set(summary["link_utilisation"]) >= {"h2d", "d2h"}
     assert (tmp_path / "r" / "utilisation.csv").exists()
+
+
+def test_one_at_a_time_pacing_starts_each_request_when_the_last_ended(tmp_path, profile) -> None:
+    header, records = generate("multiturn", requests=40, seed=2, rate=100.0)
+    trace = tmp_path / "w.jsonl"
+    write_trace(trace, header, records)
+    inp = prepare_replay(trace, overrides=["cache_config.num_cpu_blocks=200"])
+    result = replay_timing(inp, profile, speed="max", progress=False)
+    rows = sorted(result.records, key=lambda r: r[COL["t"]])
+    assert len(rows) == 40
+    for before, after in zip(rows, rows[1:]):
+        put_end = before[COL["t"]] + before[COL["ttft_s"]] + before[COL["put_s"]]
+        assert after[COL["t"]] == pytest.approx(max(before[COL["end_t"]], put_end), abs=1e-12)
+    fast = replay_hitrate(inp, progress=False)
+    assert result.planner.stats.hit_rate == fast.planner.stats.hit_rate
+
+
+def test_speed_compresses_the_timestamps(tmp_path, profile) -> None:
+    header, records = generate("multiturn", requests=30, seed=2, rate=1.0)
+    trace = tmp_path / "w.jsonl"
+    write_trace(trace, header, records)
+    inp = prepare_replay(trace)
+    result = replay_timing(inp, profile, speed=10.0, progress=False)
+    assert [r[COL["t"]] for r in result.records] == pytest.approx(
+        [r.t / 10.0 for r in inp.requests]
+    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import simpy
@@ -110,6 +110,8 @@ class TimingModel:
         self.slots = simpy.Resource(env, limit) if limit > 0 else None
         self.decode_matters = self.slots is not None or self.gpu_cache.index is not None
         self.records: list[tuple[Any, ...]] = []
+        self.sequential = False
+        self._pending: list[Any] = []  # one-at-a-time pacing: requests not started, reversed
 
     # -- transfer graphs -----------------------------------------------------------------
     def execute(self, graph: TransferGraph, then: Callable[[], None]) -> None:
@@ -121,8 +123,7 @@ class TimingModel:
         def start(op: TransferOp) -> None:
             started.add(op.op_id)
             copies = max(1, op.blocks * copies_per_block.get(op.path, 0))
-            event = links[op.path].transfer(op.blocks * block_bytes, copies)
-            event.callbacks.append(lambda _ev: done(op))
+            links[op.path].transfer(op.blocks * block_bytes, copies, lambda: done(op))
 
         def done(op: TransferOp) -> None:
             complete(graph, op)
@@ -137,22 +138,29 @@ class TimingModel:
             start(op)
 
     # -- requests ------------------------------------------------------------------------
-    def submit(self, req: Any) -> None:
+    def submit(self, req: Any, arrival: float | None = None) -> None:
         """Schedule ``req``'s arrival (and, without a concurrency limit, its match)."""
         env = self.env
-        run = _RequestRun(self, req)
+        arrival = req.t if arrival is None else arrival
+        run = _RequestRun(self, req, arrival)
         if self.slots is None:
             # Arrival and index match in one event: nothing can delay the match.
-            delay = req.t + (self.match_s if req.op == "get" else 0.0) - env.now
+            delay = arrival + (self.match_s if req.op == "get" else 0.0) - env.now
             env.timeout(delay).callbacks.append(run.get)
         else:
-            env.timeout(req.t - env.now).callbacks.append(run.queue)
+            env.timeout(arrival - env.now).callbacks.append(run.queue)
+
+    def submit_next(self) -> None:
+        """One-at-a-time pacing: the next request starts now."""
+        if self._pending:
+            self.submit(self._pending.pop(), self.env.now)
 
 
 class _RequestRun:
     """One request's life in the model, as a chain of event callbacks (cheaper than a process)."""
 
     __slots__ = (
+        "arrival",
         "decode_s",
         "get_s",
         "gpu_blocks",
@@ -162,17 +170,20 @@ class _RequestRun:
         "model",
         "prefill_s",
         "put_done",
+        "put_pending",
         "req",
         "slot",
         "start",
         "ttft_s",
     )
 
-    def __init__(self, model: TimingModel, req: Any) -> None:
+    def __init__(self, model: TimingModel, req: Any, arrival: float) -> None:
         self.model = model
         self.req = req
         self.slot: Any = None
-        self.start = req.t
+        self.arrival = arrival  # the trace's time, or when the previous request ended
+        self.start = arrival
+        self.put_pending = False
 
     def queue(self, _event: Any = None) -> None:
         model = self.model
@@ -229,10 +240,11 @@ class _RequestRun:
 
     def first_token(self, _event: Any = None) -> None:
         model, req, env = self.model, self.req, self.model.env
-        self.ttft_s = env.now - req.t
+        self.ttft_s = env.now - self.arrival
         self.put_done = env.now
         put = model.planner.plan_put(req.request_id, req.keys, req.num_tokens, env.now)
         if not put.done:
+            self.put_pending = True
             model.execute(put, self.put_finished)
         self.decode_s = req.output_tokens * model.compute.decode_step_s
         if self.decode_s and model.decode_matters:
@@ -244,6 +256,9 @@ class _RequestRun:
 
     def put_finished(self) -> None:
         self.put_done = self.model.env.now
+        self.put_pending = False
+        if self.model.sequential and self.ttft_s + self.decode_s <= self.put_done - self.arrival:
+            self.model.submit_next()  # decode was over: the PUT was the last thing to wait for
 
     def finish(self, _event: Any = None) -> None:
         model, req, env = self.model, self.req, self.model.env
@@ -251,32 +266,46 @@ class _RequestRun:
         if self.slot is not None:
             model.slots.release(self.slot)  # type: ignore[union-attr]
         gpu_tokens = min(self.gpu_blocks * model.tpb, req.num_tokens)
+        if model.sequential and not self.put_pending:
+            model.submit_next()
         model.records.append(
             [
                 req.request_id,
-                req.t,
+                self.arrival,
                 req.op,
                 req.num_tokens,
                 len(req.keys),
                 gpu_tokens,
                 *self.hits,
                 self.in_flight,
-                self.start - req.t,
+                self.start - self.arrival,
                 self.get_s,
                 self.prefill_s,
                 self.ttft_s,
                 self.decode_s,
                 self,
-                req.t + self.ttft_s + self.decode_s,
+                self.arrival + self.ttft_s + self.decode_s,
             ]
         )
 
 
 def replay_timing(
-    inp: ReplayInput, profile: HardwareProfile, *, progress: bool | None = None
+    inp: ReplayInput,
+    profile: HardwareProfile,
+    *,
+    speed: float | str | None = None,
+    progress: bool | None = None,
 ) -> TimingResult:
-    """Replay ``inp`` in simulated time on ``profile``'s devices."""
+    """Replay ``inp`` in simulated time on ``profile``'s devices.
+
+    ``speed``: None replays at the trace's timestamps; a number X compresses time X-fold
+    (as ``flexkv-run replay --speed X``); ``"max"`` runs one request at a time in trace
+    order, each starting when the previous one's PUT and decode are over (as
+    ``flexkv-run replay --speed max``).
+    """
     requests = inp.requests
+    if isinstance(speed, (int, float)):
+        requests = [replace(r, t=r.t / speed) for r in requests]
     span_hint = (requests[-1].t - requests[0].t) if requests else 0.0
     model = TimingModel(inp, profile, bin_s=max(span_hint / UTILISATION_BINS, 1e-3))
     env = model.env
@@ -284,23 +313,31 @@ def replay_timing(
     begin = time.perf_counter()
     step = max(len(requests) // 100, 1)
     with cyclic_gc_paused():
-        for i, req in enumerate(requests):
-            model.submit(req)
-            if i % step == step - 1:
-                # Advance in slices so the progress bar moves and memory stays bounded.
-                if req.t > env.now:
-                    env.run(until=req.t)
-                bar.update(step)
-        env.run()
+        if speed == "max":
+            model.sequential = True
+            model.decode_matters = True  # the next request waits for the end of decode
+            model._pending = list(reversed(requests))
+            model.submit_next()
+            env.run()
+            bar.update(len(requests))
+        else:
+            for i, req in enumerate(requests):
+                model.submit(req)
+                if i % step == step - 1:
+                    # Advance in slices so the progress bar moves and memory stays bounded.
+                    if req.t > env.now:
+                        env.run(until=req.t)
+                    bar.update(step)
+            env.run()
+            bar.update(len(requests) - (len(requests) // step) * step)
     for link in model.links.values():
         link.finish()
     wall_s = time.perf_counter() - begin
-    bar.update(len(requests) - (len(requests) // step) * step)
     bar.close()
     records = []
     for row in model.records:
         run = row[15]
-        row[15] = run.put_done - (run.req.t + run.ttft_s)  # PUT time after the first token
+        row[15] = run.put_done - (run.arrival + run.ttft_s)  # PUT time after the first token
         records.append(tuple(row))
     records.sort(key=lambda r: r[1])
     return TimingResult(

@@ -1,0 +1,64 @@
+"""``flexkv-sim calibrate`` and ``flexkv-sim validate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from flexkv_engine.cli_common import echo_json, exit_on_bad_input
+
+
+@click.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the fitted hardware profile (YAML).")
+@exit_on_bad_input
+def calibrate(source: str, output: str) -> None:
+    """Fit a hardware profile from SOURCE: a `flexkv-run replay --out` directory or its trace.
+
+    Each path's curve (overhead + bytes / bandwidth) is fitted by least squares over the
+    ops that ran alone; the fit quality of each path is printed.
+    """
+    import yaml
+
+    from .calibrate import calibrate as fit, load_run
+
+    doc, fits = fit(load_run(source))
+    Path(output).write_text(yaml.safe_dump(doc, sort_keys=False))
+    click.echo(f"{'path':<13}{'ops':>7}{'used':>7}{'overhead':>13}{'bandwidth':>14}"
+               f"{'R^2':>8}{'median err':>12}")
+    for f in fits:
+        click.echo(f"{f.path:<13}{f.ops:>7}{f.used:>7}{f.overhead_s * 1e6:>10.1f} us"
+                   f"{f.bandwidth / 1e9:>9.3f} GB/s{f.r2:>8.3f}{f.median_rel_err:>11.1%}")
+    click.echo(f"match {doc['match'] * 1e6:.1f} us; profile written to {output}")
+
+
+@click.command()
+@click.option("--measured", "run_dir", type=click.Path(exists=True, file_okay=False),
+              required=True, help="A `flexkv-run replay --out` directory.")
+@click.option("--profile", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="Hardware profile to predict with (e.g. from `flexkv-sim calibrate`).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write validation.json, requests_compared.csv and validation.html here.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the report JSON.")
+@exit_on_bad_input
+def validate(run_dir: str, profile: str, out: str | None, as_json: bool) -> None:
+    """Replay a measured run in the twin (its config and pacing) and report the errors."""
+    from .calibrate import validate as run_validation
+
+    report = run_validation(run_dir, profile, out=Path(out) if out else None)
+    if as_json:
+        echo_json(report)
+        return
+    hr = report["hit_rate"]["total"]
+    click.echo(f"hit rate     measured {hr['measured']:.4f}  predicted {hr['predicted']:.4f}"
+               f"  abs err {hr['abs_err']:.4f}  block agreement {report['block_agreement']:.1%}")
+    for column, stats in report["latency"].items():
+        cells = "  ".join(
+            f"p{q[1:]} {s['measured'] * 1e3:.3f}/{s['predicted'] * 1e3:.3f} ms"
+            f" ({s['rel_err']:.1%})" for q, s in stats.items() if s["rel_err"] is not None
+        )
+        click.echo(f"{column:<12} {cells}  (measured/predicted)")
+    if "html" in report:
+        click.echo(f"page         {report['html']}")
