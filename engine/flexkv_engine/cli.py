@@ -12,6 +12,7 @@ import sys
 import click
 
 from . import __version__
+from .cli_bench import bench
 from .cli_common import echo_json, exit_on_bad_input
 from .cli_replay import replay
 from .config import config_to_dict, load_config
@@ -72,6 +73,7 @@ def info() -> None:
 
 
 main.add_command(replay)
+main.add_command(bench)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

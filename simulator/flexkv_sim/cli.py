@@ -14,8 +14,8 @@ from flexkv_engine.cli_common import echo_json, exit_on_bad_input, trace_options
 from flexkv_engine.replay_input import prepare_replay
 
 from . import __version__
-from .cli_trace import trace
 from .cli_calibrate import calibrate, validate
+from .cli_trace import trace
 from .hardware import DEFAULT_PROFILES, load_profiles
 from .output import RECORD_FORMATS, write_run_dir
 from .replay import replay_hitrate

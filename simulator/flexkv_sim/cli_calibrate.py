@@ -22,7 +22,8 @@ def calibrate(source: str, output: str) -> None:
     """
     import yaml
 
-    from .calibrate import calibrate as fit, load_run
+    from .calibrate import calibrate as fit
+    from .calibrate import load_run
 
     doc, fits = fit(load_run(source))
     Path(output).write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 
@@ -169,7 +170,7 @@ def test_one_at_a_time_pacing_starts_each_request_when_the_last_ended(tmp_path, 
     result = replay_timing(inp, profile, speed="max", progress=False)
     rows = sorted(result.records, key=lambda r: r[COL["t"]])
     assert len(rows) == 40
-    for before, after in zip(rows, rows[1:]):
+    for before, after in itertools.pairwise(rows):
         put_end = before[COL["t"]] + before[COL["ttft_s"]] + before[COL["put_s"]]
         assert after[COL["t"]] == pytest.approx(max(before[COL["end_t"]], put_end), abs=1e-12)
     fast = replay_hitrate(inp, progress=False)

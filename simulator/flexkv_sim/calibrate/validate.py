@@ -64,7 +64,7 @@ def validate(run_dir: str | Path, profile: str | Path, *, out: Path | None = Non
     prompt = float(meas["num_tokens"].sum()) or 1.0
     report: dict[str, Any] = {
         "run": str(run.run_dir), "profile": str(profile), "pacing": pacing,
-        "requests": int(len(meas)), "matched_requests": int(len(both)),
+        "requests": len(meas), "matched_requests": len(both),
         "block_agreement": float(agree.mean()) if len(both) else 0.0,
         "hit_rate": {}, "latency": {}, "bytes_by_path": {},
     }

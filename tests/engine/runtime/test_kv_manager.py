@@ -98,7 +98,7 @@ def test_a_failed_copy_is_a_miss_and_releases_everything() -> None:
 
 def test_bad_gpu_ids_are_refused() -> None:
     with manager(gpu_blocks=4) as kv:
-        with pytest.raises(ValueError, match="GPU block id 9 outside 0..3"):
+        with pytest.raises(ValueError, match=r"GPU block id 9 outside 0\.\.3"):
             kv.get_async([1, 2], [0, 9])
         with pytest.raises(ValueError, match="only 1 GPU block ids"):
             kv.put_async([1, 2], [0])

@@ -1,0 +1,1 @@
+"""Benchmarks of the engine's data plane on this machine (``flexkv-run bench ...``)."""
