@@ -383,3 +383,19 @@ def test_import_is_light():
         check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_cache_sizes_accept_units() -> None:
+    from flexkv_engine.config import ConfigError as Error
+    from flexkv_engine.config import load_config as load
+
+    config = load(None, overrides=["cache_config.cpu_cache_gb=64GiB",
+                                   "cache_config.ssd_cache_gb=512GB"], env={})
+    assert config.cache_config.cpu_cache_gb == 64.0
+    assert config.cache_config.ssd_cache_gb == pytest.approx(512e9 / 2**30)
+    env = load(None, env={"FLEXKV_CPU_CACHE_GB": "16"})
+    assert env.cache_config.cpu_cache_gb == 16.0
+    resolved = load(None, overrides=["cache_config.cpu_cache_gb=2GiB"], env={}).resolve(16)
+    assert resolved.cache_config.num_cpu_blocks == 1024  # 2 MiB blocks of Llama-3-8B
+    with pytest.raises(Error, match="cache_config.cpu_cache_gb"):
+        load(None, overrides=["cache_config.cpu_cache_gb=lots"], env={})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..units import parse_size
 from .errors import ConfigError
 from .schema import Field
 
@@ -68,6 +69,8 @@ def check(
         if not isinstance(value, bool):
             raise _type_error("true or false", value, key_path, source)
         return value
+    if spec.kind == "gib":
+        return _check_number(spec, _gib(value, key_path, source), key_path, source)
     if spec.kind in ("int", "float"):
         return _check_number(spec, value, key_path, source)
     if spec.kind == "paths":
@@ -91,6 +94,21 @@ def check(
     return choice
 
 
+def _gib(value: Any, key_path: str, source: str | None) -> Any:
+    """A capacity in GiB: a number, or a size with its unit (``"64GiB"``, ``"500GB"``)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return float(value)  # "16" is 16 GiB, as FLEXKV_CPU_CACHE_GB=16 means
+    except ValueError:
+        pass
+    try:
+        return parse_size(value, key_path) / 2**30
+    except ValueError as exc:
+        raise ConfigError(str(exc).split(": ", 1)[-1], key_path=key_path, source=source,
+                          hint="a number of GiB, or a size such as 64GiB or 500GB") from None
+
+
 def _check_number(spec: Field, value: Any, key_path: str, source: str | None) -> int | float:
     what = "an integer" if spec.kind == "int" else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -98,7 +116,7 @@ def _check_number(spec: Field, value: Any, key_path: str, source: str | None) ->
     if not math.isfinite(value):
         raise ConfigError(f"must be finite, got {value}", key_path=key_path, source=source)
     number: int | float = value
-    if spec.kind == "float":
+    if spec.kind in ("float", "gib"):
         number = float(value)
     elif isinstance(value, float):
         if not value.is_integer():
@@ -148,7 +166,9 @@ def parse_env(spec: Field, text: str, var: str, name: str) -> Any:
         elif spec.kind == "float":
             value = float(raw)
     except ValueError:
-        what = {"bool": "0, 1, true or false", "int": "an integer", "float": "a number"}[spec.kind]
+        what = {"bool": "0, 1, true or false", "int": "an integer", "float": "a number"}[
+            spec.kind
+        ]
         raise ConfigError(
             f"expected {what}, got {text!r}", key_path=var, source="environment"
         ) from None

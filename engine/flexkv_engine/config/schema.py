@@ -78,7 +78,8 @@ def _capacity_blocks() -> Field:
 
 
 def _capacity_gb() -> Field:
-    return Field("float", optional=True, lo=0)
+    # GiB as a number, or a size with its unit ("64GiB", "500GB").
+    return Field("gib", optional=True, lo=0)
 
 
 # FlexKV settings that exist for its own deployment (GDS, server mode, layouts, index

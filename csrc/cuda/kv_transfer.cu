@@ -1,0 +1,756 @@
+// CUDA build of kv_transfer.h: the SM gather/scatter kernel, the copy-engine path with
+// its staging buffer, and the per-direction streams, events and waiter threads.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "cuda/kv_transfer.h"
+
+namespace flexkv::cuda {
+
+namespace {
+
+std::string cuda_message(const char* what, cudaError_t err) {
+    return std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) +
+           ")";
+}
+
+void check(cudaError_t err, const char* what) {
+    if (err != cudaSuccess) {
+        throw std::runtime_error(cuda_message(what, err));
+    }
+}
+
+double now_s() {
+    using clock = std::chrono::steady_clock;
+    return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+// ---- the gather/scatter kernel -----------------------------------------------------------
+constexpr int kMaxThreads = 512;
+constexpr int kUnroll = 4;  // vectors of one chunk per thread per pass
+
+struct CopyArgs {
+    char* gpu;                  // layer-first cache (device pointer)
+    char* host;                 // block-first slots (mapped host memory or staging)
+    const std::int32_t* gpu_ids;
+    const std::int32_t* host_ids;  // nullptr: slot i of the job (staging)
+    std::uint32_t num_blocks;      // blocks of this launch
+    std::uint32_t lk;              // layers * kv: chunks per block
+    std::uint32_t chunk_vecs;      // vectors per chunk
+    std::uint64_t chunk_bytes;
+    std::uint64_t gpu_lk_stride;   // bytes between chunk (l,k) and (l,k)+1 of one block
+    std::uint64_t host_stride;
+};
+
+template <typename V>
+__device__ __forceinline__ V load_stream(const V* p) {
+    return __ldcs(p);
+}
+template <>
+__device__ __forceinline__ unsigned char load_stream(const unsigned char* p) {
+    return *p;
+}
+template <typename V>
+__device__ __forceinline__ void store_stream(V* p, V v) {
+    __stcs(p, v);
+}
+template <>
+__device__ __forceinline__ void store_stream(unsigned char* p, unsigned char v) {
+    *p = v;
+}
+
+// Chunk c = (block i of the job, chunk j of the block), i = c / lk. Each CTA moves a
+// contiguous range of whole chunks (so a CTA writes whole runs of a host slot); each
+// thread keeps the loads of G chunks x kUnroll vectors in flight before it stores.
+template <typename V, bool kToHost, int G>
+__global__ void __launch_bounds__(kMaxThreads) kv_copy_kernel(CopyArgs a) {
+    const std::uint64_t total = std::uint64_t(a.num_blocks) * a.lk;
+    const std::uint64_t c0 = total * blockIdx.x / gridDim.x;
+    const std::uint64_t c1 = total * (blockIdx.x + 1) / gridDim.x;
+    const std::uint32_t step = blockDim.x * kUnroll;
+    for (std::uint64_t c = c0; c < c1; c += G) {
+        const V* src[G];
+        V* dst[G];
+        bool have[G];
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            have[g] = c + g < c1;
+            const std::uint64_t cc = have[g] ? c + g : c;
+            const std::uint32_t i = static_cast<std::uint32_t>(cc / a.lk);
+            const std::uint32_t j = static_cast<std::uint32_t>(cc - std::uint64_t(i) * a.lk);
+            const std::uint64_t slot = a.host_ids ? std::uint64_t(a.host_ids[i]) : i;
+            char* gp = a.gpu + j * a.gpu_lk_stride + std::uint64_t(a.gpu_ids[i]) * a.chunk_bytes;
+            char* hp = a.host + slot * a.host_stride + j * a.chunk_bytes;
+            src[g] = reinterpret_cast<const V*>(kToHost ? gp : hp);
+            dst[g] = reinterpret_cast<V*>(kToHost ? hp : gp);
+        }
+        for (std::uint32_t v = threadIdx.x; v < a.chunk_vecs; v += step) {
+            V r[G][kUnroll];
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+#pragma unroll
+                for (int u = 0; u < kUnroll; ++u) {
+                    const std::uint32_t idx = v + u * blockDim.x;
+                    if (have[g] && idx < a.chunk_vecs) {
+                        r[g][u] = load_stream(src[g] + idx);
+                    }
+                }
+            }
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+#pragma unroll
+                for (int u = 0; u < kUnroll; ++u) {
+                    const std::uint32_t idx = v + u * blockDim.x;
+                    if (have[g] && idx < a.chunk_vecs) {
+                        store_stream(dst[g] + idx, r[g][u]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <typename V, bool kToHost>
+cudaError_t launch_g(const CopyArgs& a, unsigned grid, unsigned threads, unsigned g,
+                     cudaStream_t stream) {
+    switch (g) {
+        case 1: kv_copy_kernel<V, kToHost, 1><<<grid, threads, 0, stream>>>(a); break;
+        case 2: kv_copy_kernel<V, kToHost, 2><<<grid, threads, 0, stream>>>(a); break;
+        default: kv_copy_kernel<V, kToHost, 4><<<grid, threads, 0, stream>>>(a); break;
+    }
+    return cudaGetLastError();
+}
+
+template <typename V>
+cudaError_t launch_v(const CopyArgs& a, bool to_host, unsigned grid, unsigned threads,
+                     unsigned g, cudaStream_t stream) {
+    return to_host ? launch_g<V, true>(a, grid, threads, g, stream)
+                   : launch_g<V, false>(a, grid, threads, g, stream);
+}
+
+// ---- pools of per-job resources ------------------------------------------------------------
+struct IdBuffer {
+    std::int32_t* host = nullptr;  // pinned: [gpu ids | host ids] of one job
+    std::int32_t* dev = nullptr;
+    std::size_t cap = 0;  // ids per side
+};
+
+struct Pending {
+    std::int64_t job_id = 0;
+    std::uint64_t bytes = 0;
+    double submitted = 0.0;
+    cudaEvent_t start = nullptr;
+    cudaEvent_t end = nullptr;
+    IdBuffer ids;
+    std::string error;  // set when queueing failed part-way
+};
+
+}  // namespace
+
+// ---- the engine ----------------------------------------------------------------------------
+struct KVTransfer::Impl {
+    struct Direction {
+        bool h2d = false;
+        cudaStream_t kstream = nullptr;  // kernels (and the id upload)
+        cudaStream_t cstream = nullptr;  // copy-engine copies
+        char* staging = nullptr;         // two halves of staging_blocks slots each
+        cudaEvent_t ready[2] = {nullptr, nullptr};
+        cudaEvent_t freed[2] = {nullptr, nullptr};
+        int next_half = 0;
+        std::mutex submit_mu;  // stream order == pending order
+        std::deque<Pending> pending;  // guarded by Impl::mu
+        std::condition_variable work_cv;
+        std::thread waiter;
+    };
+
+    KVTransferOptions opt;
+    std::uint64_t block_bytes = 0;
+    char* host_dev = nullptr;  // host pool as the GPU addresses it
+    bool registered_here = false;
+    std::atomic<bool> batch{false};
+    int sms = 0;
+    unsigned vec_size = 16;
+    std::size_t staging_half_bytes = 0;
+    Direction dirs[2];  // [0]: D2H, [1]: H2D
+
+    mutable std::mutex mu;
+    std::condition_variable done_cv;
+    std::deque<TransferCompletion> done;
+    std::vector<IdBuffer> free_ids;
+    std::vector<cudaEvent_t> free_events;
+    bool closed = false;
+    bool stopping = false;
+
+    explicit Impl(const KVTransferOptions& o) : opt(o) {}
+
+    void set_device() const { check(cudaSetDevice(opt.device), "cudaSetDevice"); }
+
+    cudaEvent_t take_event() {
+        {
+            std::lock_guard<std::mutex> lk(mu);
+            if (!free_events.empty()) {
+                cudaEvent_t e = free_events.back();
+                free_events.pop_back();
+                return e;
+            }
+        }
+        cudaEvent_t e = nullptr;
+        check(cudaEventCreateWithFlags(&e, cudaEventBlockingSync), "cudaEventCreate");
+        return e;
+    }
+
+    IdBuffer take_ids(std::size_t n) {
+        {
+            std::lock_guard<std::mutex> lk(mu);
+            auto best = free_ids.end();
+            for (auto it = free_ids.begin(); it != free_ids.end(); ++it) {
+                if (it->cap >= n && (best == free_ids.end() || it->cap < best->cap)) {
+                    best = it;
+                }
+            }
+            if (best != free_ids.end()) {
+                IdBuffer b = *best;
+                free_ids.erase(best);
+                return b;
+            }
+        }
+        IdBuffer b;
+        b.cap = std::max<std::size_t>(4096, std::size_t(1) << (64 - __builtin_clzll(n)));
+        check(cudaHostAlloc(reinterpret_cast<void**>(&b.host), 2 * b.cap * sizeof(std::int32_t),
+                            cudaHostAllocDefault),
+              "cudaHostAlloc (job ids)");
+        cudaError_t err = cudaMalloc(reinterpret_cast<void**>(&b.dev),
+                                     2 * b.cap * sizeof(std::int32_t));
+        if (err != cudaSuccess) {
+            cudaFreeHost(b.host);
+            check(err, "cudaMalloc (job ids)");
+        }
+        return b;
+    }
+
+    void ensure_staging(Direction& d) {
+        if (d.staging == nullptr) {
+            check(cudaMalloc(reinterpret_cast<void**>(&d.staging), 2 * staging_half_bytes),
+                  "cudaMalloc (staging buffer)");
+        }
+    }
+
+    cudaError_t launch(const CopyArgs& a, bool to_host, unsigned grid, cudaStream_t s) const {
+        const unsigned g = opt.chunks_per_iter;
+        switch (vec_size) {
+            case 16: return launch_v<uint4>(a, to_host, grid, opt.threads, g, s);
+            case 4: return launch_v<unsigned int>(a, to_host, grid, opt.threads, g, s);
+            default: return launch_v<unsigned char>(a, to_host, grid, opt.threads, g, s);
+        }
+    }
+
+    // Launch arguments for blocks [offset, offset + n) of a job of `total` blocks, whose
+    // ids sit on the device as [gpu ids | host ids]. identity: slot i of `host` (staging).
+    CopyArgs args(const IdBuffer& ids, std::size_t total, std::size_t n, std::size_t offset,
+                  char* host, bool identity) const {
+        CopyArgs a{};
+        a.gpu = reinterpret_cast<char*>(opt.gpu_base);
+        a.host = host;
+        a.gpu_ids = ids.dev + offset;
+        a.host_ids = identity ? nullptr : ids.dev + total + offset;
+        a.num_blocks = static_cast<std::uint32_t>(n);
+        a.lk = opt.num_layers * opt.kv;
+        a.chunk_vecs = static_cast<std::uint32_t>(opt.chunk_bytes / vec_size);
+        a.chunk_bytes = opt.chunk_bytes;
+        a.gpu_lk_stride = opt.num_gpu_blocks * opt.chunk_bytes;
+        a.host_stride = opt.host_stride;
+        return a;
+    }
+
+    // Copy-engine copies of slots [p0, p1) of the job between a staging half and the host
+    // pool: one copy per run of consecutive host slots.
+    cudaError_t ce_copies(Direction& d, const std::vector<std::int64_t>& host_ids,
+                          std::size_t p0, std::size_t p1, char* half, bool per_copy) {
+        std::vector<void*> dsts;
+        std::vector<const void*> srcs;
+        std::vector<std::size_t> sizes;
+        char* host = reinterpret_cast<char*>(opt.host_base);
+        for (std::size_t i = p0; i < p1;) {
+            std::size_t j = i + 1;
+            while (j < p1 && host_ids[j] == host_ids[j - 1] + 1) {
+                ++j;
+            }
+            char* st = half + (i - p0) * opt.host_stride;
+            char* hp = host + std::uint64_t(host_ids[i]) * opt.host_stride;
+            const std::size_t bytes = (j - i - 1) * opt.host_stride + block_bytes;
+            dsts.push_back(d.h2d ? st : hp);
+            srcs.push_back(d.h2d ? hp : st);
+            sizes.push_back(bytes);
+            i = j;
+        }
+#if CUDART_VERSION >= 12080
+        if (batch && !per_copy) {
+            cudaMemcpyAttributes attr{};
+            attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+            attr.srcLocHint.type = d.h2d ? cudaMemLocationTypeHost : cudaMemLocationTypeDevice;
+            attr.srcLocHint.id = d.h2d ? 0 : opt.device;
+            attr.dstLocHint.type = d.h2d ? cudaMemLocationTypeDevice : cudaMemLocationTypeHost;
+            attr.dstLocHint.id = d.h2d ? opt.device : 0;
+            std::size_t attr_idx = 0;
+#if CUDART_VERSION >= 13000
+            cudaError_t err = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(),
+                                                   dsts.size(), &attr, &attr_idx, 1, d.cstream);
+#else
+            std::size_t fail_idx = 0;
+            cudaError_t err = cudaMemcpyBatchAsync(
+                dsts.data(), const_cast<void**>(srcs.data()), sizes.data(), dsts.size(), &attr,
+                &attr_idx, 1, &fail_idx, d.cstream);
+#endif
+            if (err != cudaErrorNotSupported && err != cudaErrorInvalidValue) {
+                return err;
+            }
+            cudaGetLastError();  // not usable here: per-copy from now on
+            batch = false;
+        }
+#endif
+        for (std::size_t k = 0; k < dsts.size(); ++k) {
+            cudaError_t err =
+                cudaMemcpyAsync(dsts[k], srcs[k], sizes[k], cudaMemcpyDefault, d.cstream);
+            if (err != cudaSuccess) {
+                return err;
+            }
+        }
+        return cudaSuccess;
+    }
+
+    // Queues the stream work of one job; returns the first error (work queued before it
+    // stays queued). `p.end` is recorded last, on the stream that finishes the job.
+    cudaError_t enqueue(Direction& d, Pending& p, const std::vector<std::int64_t>& host_ids,
+                        std::size_t n, Mode mode, unsigned grid) {
+        cudaError_t err;
+        const bool ce = mode == Mode::Ce || mode == Mode::CePerCopy;
+        cudaStream_t first = (ce && d.h2d) ? d.cstream : d.kstream;
+        if ((err = cudaEventRecord(p.start, first)) != cudaSuccess) return err;
+        if ((err = cudaMemcpyAsync(p.ids.dev, p.ids.host, 2 * n * sizeof(std::int32_t),
+                                   cudaMemcpyHostToDevice, d.kstream)) != cudaSuccess) {
+            return err;
+        }
+        if (!ce) {
+            if ((err = launch(args(p.ids, n, n, 0, host_dev, false), !d.h2d, grid, d.kstream)) !=
+                cudaSuccess) {
+                return err;
+            }
+            return cudaEventRecord(p.end, d.kstream);
+        }
+        const unsigned staging_grid = static_cast<unsigned>(sms) * 2;
+        for (std::size_t p0 = 0; p0 < n; p0 += opt.staging_blocks) {
+            const std::size_t p1 = std::min<std::size_t>(n, p0 + opt.staging_blocks);
+            const int h = d.next_half;
+            d.next_half ^= 1;
+            char* half = d.staging + h * staging_half_bytes;
+            const CopyArgs a = args(p.ids, n, p1 - p0, p0, half, true);
+            if (d.h2d) {  // host -> staging (copy engines), staging -> cache (kernel)
+                if ((err = cudaStreamWaitEvent(d.cstream, d.freed[h], 0)) != cudaSuccess ||
+                    (err = ce_copies(d, host_ids, p0, p1, half, mode == Mode::CePerCopy)) !=
+                        cudaSuccess ||
+                    (err = cudaEventRecord(d.ready[h], d.cstream)) != cudaSuccess ||
+                    (err = cudaStreamWaitEvent(d.kstream, d.ready[h], 0)) != cudaSuccess ||
+                    (err = launch(a, false, staging_grid, d.kstream)) != cudaSuccess ||
+                    (err = cudaEventRecord(d.freed[h], d.kstream)) != cudaSuccess) {
+                    return err;
+                }
+            } else {  // cache -> staging (kernel), staging -> host (copy engines)
+                if ((err = cudaStreamWaitEvent(d.kstream, d.freed[h], 0)) != cudaSuccess ||
+                    (err = launch(a, true, staging_grid, d.kstream)) != cudaSuccess ||
+                    (err = cudaEventRecord(d.ready[h], d.kstream)) != cudaSuccess ||
+                    (err = cudaStreamWaitEvent(d.cstream, d.ready[h], 0)) != cudaSuccess ||
+                    (err = ce_copies(d, host_ids, p0, p1, half, mode == Mode::CePerCopy)) !=
+                        cudaSuccess ||
+                    (err = cudaEventRecord(d.freed[h], d.cstream)) != cudaSuccess) {
+                    return err;
+                }
+            }
+        }
+        return cudaEventRecord(p.end, d.h2d ? d.kstream : d.cstream);
+    }
+
+    void wait_loop(Direction& d) {
+        cudaSetDevice(opt.device);
+        std::unique_lock<std::mutex> lk(mu);
+        for (;;) {
+            d.work_cv.wait(lk, [&] { return stopping || !d.pending.empty(); });
+            if (d.pending.empty()) {
+                return;
+            }
+            Pending p = d.pending.front();
+            lk.unlock();
+            TransferCompletion c;
+            c.job_id = p.job_id;
+            c.bytes = p.bytes;
+            cudaError_t err = cudaSuccess;
+            if (p.error.empty()) {
+                err = cudaEventSynchronize(p.end);
+            } else {  // queueing failed part-way: wait for whatever was queued
+                cudaStreamSynchronize(d.kstream);
+                cudaStreamSynchronize(d.cstream);
+                cudaGetLastError();
+            }
+            const double finished = now_s();
+            float ms = 0.0f;
+            if (p.error.empty() && err == cudaSuccess) {
+                if (cudaEventElapsedTime(&ms, p.start, p.end) != cudaSuccess) {
+                    cudaGetLastError();
+                    ms = 0.0f;
+                }
+            }
+            c.transfer_s = ms * 1e-3;
+            c.queue_s = std::max(0.0, finished - p.submitted - c.transfer_s);
+            if (!p.error.empty()) {
+                c.ok = false;
+                c.error = p.error;
+            } else if (err != cudaSuccess) {
+                c.ok = false;
+                c.error = cuda_message(d.h2d ? "H2D job" : "D2H job", err);
+            }
+            lk.lock();
+            d.pending.pop_front();
+            done.push_back(std::move(c));
+            free_ids.push_back(p.ids);
+            free_events.push_back(p.start);
+            free_events.push_back(p.end);
+            done_cv.notify_all();
+        }
+    }
+};
+
+KVTransfer::KVTransfer(const KVTransferOptions& options) : impl_(std::make_unique<Impl>(options)) {
+    Impl& m = *impl_;
+    const KVTransferOptions& o = m.opt;
+    if (o.num_layers == 0 || (o.kv != 1 && o.kv != 2) || o.chunk_bytes == 0) {
+        throw std::invalid_argument("layout needs num_layers > 0, kv in {1, 2}, chunk_bytes > 0");
+    }
+    if (o.chunk_bytes > 0xFFFFFFFFull) {
+        throw std::invalid_argument("chunk_bytes must be under 4 GiB");
+    }
+    m.block_bytes = std::uint64_t(o.num_layers) * o.kv * o.chunk_bytes;
+    if (o.host_stride < m.block_bytes) {
+        throw std::invalid_argument("host_stride " + std::to_string(o.host_stride) +
+                                    " is smaller than a block (" +
+                                    std::to_string(m.block_bytes) + " bytes)");
+    }
+    if (o.num_gpu_blocks == 0 || o.num_host_blocks == 0 || o.num_gpu_blocks > 0x7FFFFFFF ||
+        o.num_host_blocks > 0x7FFFFFFF) {
+        throw std::invalid_argument("num_gpu_blocks and num_host_blocks must be in 1..2^31-1");
+    }
+    if (o.gpu_base == 0 || o.host_base == 0) {
+        throw std::invalid_argument("gpu_base and host_base must not be null");
+    }
+    if (o.sms_h2d == 0 || o.sms_d2h == 0 || o.staging_blocks == 0) {
+        throw std::invalid_argument("sms_h2d, sms_d2h and staging_blocks must be >= 1");
+    }
+    if (o.threads < 32 || o.threads > kMaxThreads || o.threads % 32 != 0) {
+        throw std::invalid_argument("threads must be a multiple of 32 in 32..512");
+    }
+    if (o.chunks_per_iter != 1 && o.chunks_per_iter != 2 && o.chunks_per_iter != 4) {
+        throw std::invalid_argument("chunks_per_iter must be 1, 2 or 4");
+    }
+    m.set_device();
+    check(cudaDeviceGetAttribute(&m.sms, cudaDevAttrMultiProcessorCount, o.device),
+          "cudaDeviceGetAttribute");
+
+    cudaPointerAttributes gattr{};
+    check(cudaPointerGetAttributes(&gattr, reinterpret_cast<void*>(o.gpu_base)),
+          "cudaPointerGetAttributes (gpu_base)");
+    if (gattr.type != cudaMemoryTypeDevice || gattr.device != o.device) {
+        throw std::invalid_argument("gpu_base is not device memory of device " +
+                                    std::to_string(o.device));
+    }
+
+    // Map the host pool into the GPU's address space: pinned memory already is (its
+    // device pointer is the host pointer under unified addressing); pageable memory is
+    // registered here, mapped.
+    void* host = reinterpret_cast<void*>(o.host_base);
+    const std::size_t host_bytes = o.num_host_blocks * o.host_stride;
+    cudaPointerAttributes hattr{};
+    if (cudaPointerGetAttributes(&hattr, host) != cudaSuccess) {
+        cudaGetLastError();
+        hattr.type = cudaMemoryTypeUnregistered;
+    }
+    if (hattr.type == cudaMemoryTypeUnregistered) {
+        check(cudaHostRegister(host, host_bytes, cudaHostRegisterMapped | cudaHostRegisterPortable),
+              "cudaHostRegister (host pool)");
+        m.registered_here = true;
+    } else if (hattr.type != cudaMemoryTypeHost) {
+        throw std::invalid_argument("host_base is device or managed memory, not host memory");
+    }
+    void* dev = nullptr;
+    cudaError_t err = cudaHostGetDevicePointer(&dev, host, 0);
+    if (err != cudaSuccess) {
+        if (m.registered_here) {
+            cudaHostUnregister(host);
+        }
+        check(err, "cudaHostGetDevicePointer (host pool)");
+    }
+    m.host_dev = static_cast<char*>(dev);
+
+    // 16-byte vectors when every address the kernel forms is 16-byte aligned.
+    const std::uint64_t align_of = o.chunk_bytes | o.host_stride | o.gpu_base |
+                                   reinterpret_cast<std::uintptr_t>(m.host_dev) | o.host_base;
+    m.vec_size = (align_of % 16 == 0) ? 16 : (align_of % 4 == 0) ? 4 : 1;
+    m.staging_half_bytes = std::size_t(o.staging_blocks) * o.host_stride;
+#if CUDART_VERSION >= 12080
+    m.batch = o.ce_batch;
+#endif
+
+    for (int i = 0; i < 2; ++i) {
+        Impl::Direction& d = m.dirs[i];
+        d.h2d = i == 1;
+        // Blocking streams: they wait for work queued earlier on the legacy default stream.
+        check(cudaStreamCreate(&d.kstream), "cudaStreamCreate");
+        check(cudaStreamCreate(&d.cstream), "cudaStreamCreate");
+        for (int h = 0; h < 2; ++h) {
+            check(cudaEventCreateWithFlags(&d.ready[h], cudaEventDisableTiming), "cudaEventCreate");
+            check(cudaEventCreateWithFlags(&d.freed[h], cudaEventDisableTiming), "cudaEventCreate");
+        }
+        if (d.h2d ? o.ce_h2d : o.ce_d2h) {
+            m.ensure_staging(d);
+        }
+    }
+    for (Impl::Direction& d : m.dirs) {
+        d.waiter = std::thread([&m, &d] { m.wait_loop(d); });
+    }
+}
+
+KVTransfer::~KVTransfer() {
+    try {
+        close();
+    } catch (...) {  // destructors never throw; close() reports nothing worth raising here
+    }
+}
+
+void KVTransfer::submit(std::int64_t job_id, bool h2d, const std::vector<std::int64_t>& gpu_ids,
+                        const std::vector<std::int64_t>& host_ids, Mode mode, std::uint32_t sms) {
+    Impl& m = *impl_;
+    const KVTransferOptions& o = m.opt;
+    if (gpu_ids.size() != host_ids.size()) {
+        throw std::invalid_argument("job " + std::to_string(job_id) + ": " +
+                                    std::to_string(gpu_ids.size()) + " GPU ids but " +
+                                    std::to_string(host_ids.size()) + " host ids");
+    }
+    for (std::size_t i = 0; i < gpu_ids.size(); ++i) {
+        if (gpu_ids[i] < 0 || std::uint64_t(gpu_ids[i]) >= o.num_gpu_blocks) {
+            throw std::out_of_range("job " + std::to_string(job_id) + ": GPU block id " +
+                                    std::to_string(gpu_ids[i]) + " outside 0.." +
+                                    std::to_string(o.num_gpu_blocks - 1));
+        }
+        if (host_ids[i] < 0 || std::uint64_t(host_ids[i]) >= o.num_host_blocks) {
+            throw std::out_of_range("job " + std::to_string(job_id) + ": host block id " +
+                                    std::to_string(host_ids[i]) + " outside 0.." +
+                                    std::to_string(o.num_host_blocks - 1));
+        }
+    }
+    const int mi = static_cast<int>(mode);
+    if (mi < 0 || mi > 3) {
+        throw std::invalid_argument("mode must be 0 (default), 1 (sm), 2 (ce) or 3 (ce per copy)");
+    }
+    if (mode == Mode::Default) {
+        mode = (h2d ? o.ce_h2d : o.ce_d2h) ? (o.ce_batch ? Mode::Ce : Mode::CePerCopy) : Mode::Sm;
+    }
+    const std::size_t n = gpu_ids.size();
+    const unsigned grid = sms ? sms : (h2d ? o.sms_h2d : o.sms_d2h);
+    Impl::Direction& d = m.dirs[h2d ? 1 : 0];
+
+    std::lock_guard<std::mutex> order(d.submit_mu);
+    {
+        std::lock_guard<std::mutex> lk(m.mu);
+        if (m.closed) {
+            throw std::runtime_error("KVTransfer is closed");
+        }
+        if (n == 0) {
+            TransferCompletion c;
+            c.job_id = job_id;
+            m.done.push_back(std::move(c));
+            m.done_cv.notify_all();
+            return;
+        }
+    }
+    m.set_device();
+    Pending p;
+    p.job_id = job_id;
+    p.bytes = n * m.block_bytes;
+    p.submitted = now_s();
+    p.start = m.take_event();
+    p.end = m.take_event();
+    p.ids = m.take_ids(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        p.ids.host[i] = static_cast<std::int32_t>(gpu_ids[i]);
+        p.ids.host[n + i] = static_cast<std::int32_t>(host_ids[i]);
+    }
+    cudaError_t err = cudaSuccess;
+    if (mode != Mode::Sm) {
+        try {
+            m.ensure_staging(d);
+        } catch (const std::runtime_error& e) {
+            p.error = e.what();
+        }
+    }
+    if (p.error.empty()) {
+        err = m.enqueue(d, p, host_ids, n, mode, grid);
+        if (err != cudaSuccess) {
+            p.error = cuda_message(h2d ? "queueing H2D job" : "queueing D2H job", err);
+        }
+    }
+    std::lock_guard<std::mutex> lk(m.mu);
+    d.pending.push_back(std::move(p));
+    d.work_cv.notify_one();
+}
+
+std::vector<TransferCompletion> KVTransfer::poll(std::size_t max_jobs, double timeout_s) {
+    Impl& m = *impl_;
+    std::unique_lock<std::mutex> lk(m.mu);
+    auto ready = [&] { return !m.done.empty(); };
+    if (timeout_s < 0) {
+        m.done_cv.wait(lk, ready);
+    } else if (timeout_s > 0) {
+        m.done_cv.wait_for(lk, std::chrono::duration<double>(timeout_s), ready);
+    }
+    std::vector<TransferCompletion> out;
+    while (!m.done.empty() && (max_jobs == 0 || out.size() < max_jobs)) {
+        out.push_back(std::move(m.done.front()));
+        m.done.pop_front();
+    }
+    return out;
+}
+
+void KVTransfer::close() {
+    Impl& m = *impl_;
+    {
+        std::lock_guard<std::mutex> lk(m.mu);
+        if (m.stopping) {
+            return;
+        }
+        m.closed = true;  // no new jobs
+    }
+    // A submit in progress queues its job first; then the waiters drain and stop.
+    std::lock_guard<std::mutex> order_d2h(m.dirs[0].submit_mu);
+    std::lock_guard<std::mutex> order_h2d(m.dirs[1].submit_mu);
+    {
+        std::lock_guard<std::mutex> lk(m.mu);
+        m.stopping = true;
+    }
+    for (Impl::Direction& d : m.dirs) {
+        d.work_cv.notify_all();
+    }
+    for (Impl::Direction& d : m.dirs) {
+        if (d.waiter.joinable()) {
+            d.waiter.join();
+        }
+    }
+    cudaSetDevice(m.opt.device);
+    for (Impl::Direction& d : m.dirs) {
+        for (cudaStream_t s : {d.kstream, d.cstream}) {
+            if (s != nullptr) {
+                cudaStreamSynchronize(s);
+                cudaStreamDestroy(s);
+            }
+        }
+        for (int h = 0; h < 2; ++h) {
+            if (d.ready[h] != nullptr) cudaEventDestroy(d.ready[h]);
+            if (d.freed[h] != nullptr) cudaEventDestroy(d.freed[h]);
+        }
+        if (d.staging != nullptr) cudaFree(d.staging);
+        d.kstream = d.cstream = nullptr;
+        d.ready[0] = d.ready[1] = d.freed[0] = d.freed[1] = nullptr;
+        d.staging = nullptr;
+    }
+    std::lock_guard<std::mutex> lk(m.mu);
+    for (IdBuffer& b : m.free_ids) {
+        cudaFreeHost(b.host);
+        cudaFree(b.dev);
+    }
+    m.free_ids.clear();
+    for (cudaEvent_t e : m.free_events) {
+        cudaEventDestroy(e);
+    }
+    m.free_events.clear();
+    if (m.registered_here) {
+        cudaHostUnregister(reinterpret_cast<void*>(m.opt.host_base));
+        m.registered_here = false;
+    }
+    cudaGetLastError();
+}
+
+std::size_t KVTransfer::pending_jobs() const {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    return impl_->dirs[0].pending.size() + impl_->dirs[1].pending.size() + impl_->done.size();
+}
+
+bool KVTransfer::host_registered_here() const { return impl_->registered_here; }
+
+bool KVTransfer::batch_copies() const { return impl_->batch.load(); }
+
+int KVTransfer::sm_count() const { return impl_->sms; }
+
+const KVTransferOptions& KVTransfer::options() const { return impl_->opt; }
+
+// ---- the contiguous reference ----------------------------------------------------------------
+std::vector<double> time_contiguous_copies(int device, const std::vector<std::uintptr_t>& dsts,
+                                           const std::vector<std::uintptr_t>& srcs,
+                                           const std::vector<std::uint64_t>& sizes,
+                                           int repeats) {
+    if (dsts.size() != srcs.size() || dsts.size() != sizes.size() || dsts.empty()) {
+        throw std::invalid_argument("dsts, srcs and sizes must have the same, non-zero length");
+    }
+    check(cudaSetDevice(device), "cudaSetDevice");
+    const std::size_t k = dsts.size();
+    std::vector<cudaStream_t> streams(k, nullptr);
+    std::vector<cudaEvent_t> ends(k, nullptr);
+    cudaEvent_t start = nullptr;
+    cudaEvent_t stop = nullptr;
+    std::vector<double> out;
+    cudaError_t err = cudaSuccess;
+    auto step = [&](cudaError_t e) {
+        if (err == cudaSuccess) err = e;
+        return err == cudaSuccess;
+    };
+    for (std::size_t i = 0; i < k && err == cudaSuccess; ++i) {
+        step(cudaStreamCreateWithFlags(&streams[i], cudaStreamNonBlocking));
+        step(cudaEventCreateWithFlags(&ends[i], cudaEventDisableTiming));
+    }
+    step(cudaEventCreate(&start));
+    step(cudaEventCreate(&stop));
+    for (int r = -1; r < repeats && err == cudaSuccess; ++r) {  // round -1: warm-up
+        step(cudaEventRecord(start, streams[0]));
+        for (std::size_t i = 0; i < k; ++i) {
+            if (i > 0) step(cudaStreamWaitEvent(streams[i], start, 0));
+            step(cudaMemcpyAsync(reinterpret_cast<void*>(dsts[i]),
+                                 reinterpret_cast<const void*>(srcs[i]), sizes[i],
+                                 cudaMemcpyDefault, streams[i]));
+            step(cudaEventRecord(ends[i], streams[i]));
+            step(cudaStreamWaitEvent(streams[0], ends[i], 0));
+        }
+        step(cudaEventRecord(stop, streams[0]));
+        if (step(cudaEventSynchronize(stop))) {
+            float ms = 0.0f;
+            step(cudaEventElapsedTime(&ms, start, stop));
+            if (r >= 0) out.push_back(ms * 1e-3);
+        }
+    }
+    for (std::size_t i = 0; i < k; ++i) {
+        if (streams[i] != nullptr) cudaStreamDestroy(streams[i]);
+        if (ends[i] != nullptr) cudaEventDestroy(ends[i]);
+    }
+    if (start != nullptr) cudaEventDestroy(start);
+    if (stop != nullptr) cudaEventDestroy(stop);
+    check(err, "contiguous copy");
+    return out;
+}
+
+}  // namespace flexkv::cuda
