@@ -397,5 +397,5 @@ def test_cache_sizes_accept_units() -> None:
     assert env.cache_config.cpu_cache_gb == 16.0
     resolved = load(None, overrides=["cache_config.cpu_cache_gb=2GiB"], env={}).resolve(16)
     assert resolved.cache_config.num_cpu_blocks == 1024  # 2 MiB blocks of Llama-3-8B
-    with pytest.raises(Error, match="cache_config.cpu_cache_gb"):
+    with pytest.raises(Error, match=r"cache_config\.cpu_cache_gb"):
         load(None, overrides=["cache_config.cpu_cache_gb=lots"], env={})
