@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "crc32c.h"
+#include "cuda/bind_transfer.h"
 #include "cuda/device_info.h"
 #include "io/bind_io.h"
 
@@ -114,4 +115,5 @@ NB_MODULE(_native, m) {
           "tests and benchmarks.");
 
     flexkv::io::bind_io(m);  // UringEngine (with liburing) and uring_probe
+    flexkv::cuda::bind_transfer(m);  // KVTransfer and time_contiguous_copies (with CUDA)
 }

@@ -52,7 +52,7 @@ void bind_io(nb::module_& m) {
                std::uintptr_t host_base, std::uint64_t host_stride,
                std::uint64_t num_host_blocks, std::uint64_t ssd_stride,
                std::uint64_t num_ssd_blocks, unsigned queue_depth, std::uint64_t max_io_bytes,
-               bool inject_short, bool inject_eagain) {
+               bool inject_short, bool inject_eagain, unsigned submit_batch) {
                 UringOptions opts;
                 opts.host_base = host_base;
                 opts.host_stride = host_stride;
@@ -63,14 +63,16 @@ void bind_io(nb::module_& m) {
                 opts.max_io_bytes = max_io_bytes;
                 opts.inject_short = inject_short;
                 opts.inject_eagain = inject_eagain;
+                opts.submit_batch = submit_batch;
                 nb::gil_scoped_release unlocked;
                 new (self) UringEngine(std::move(fds), std::move(paths), opts);
             },
             "fds"_a, "paths"_a, "host_base"_a, "host_stride"_a, "num_host_blocks"_a,
             "ssd_stride"_a, "num_ssd_blocks"_a, "queue_depth"_a, "max_io_bytes"_a = 1 << 20,
-            "inject_short"_a = false, "inject_eagain"_a = false,
+            "inject_short"_a = false, "inject_eagain"_a = false, "submit_batch"_a = 1,
             "Start the worker and its ring. The fds and the host memory must stay valid "
-            "until close(). inject_*: test hooks that force short I/O or -EAGAIN.")
+            "until close(). inject_*: test hooks that force short I/O or -EAGAIN. "
+            "submit_batch: SQEs per io_uring_enter while filling (1: each I/O at once).")
         .def("submit", &UringEngine::submit, "job_id"_a, "write"_a, "ssd_ids"_a, "host_ids"_a,
              nb::call_guard<nb::gil_scoped_release>(),
              "Queue one job (returns at once). IndexError names an out-of-range id; "

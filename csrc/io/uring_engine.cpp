@@ -95,6 +95,7 @@ UringEngine::UringEngine(std::vector<int> fds, std::vector<std::string> paths,
         throw std::invalid_argument("host base address must be 4096-aligned (O_DIRECT)");
     }
     opts_.max_io_bytes = std::min(std::max(opts_.max_io_bytes, opts_.ssd_stride), kMaxRw);
+    opts_.submit_batch = std::max(1U, opts_.submit_batch);
 
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd_ < 0) {
@@ -170,7 +171,7 @@ void UringEngine::run() {
         if (!wakeup_armed_) {
             arm_wakeup_locked();
         }
-        fill_locked();
+        fill_locked(lk);
         if (stopping_ && inflight_ == 0 && pending_.empty()) {
             break;
         }
@@ -210,7 +211,8 @@ void UringEngine::wake_worker_locked() {
     worker_sleeping_ = false;
 }
 
-void UringEngine::fill_locked() {
+void UringEngine::fill_locked(std::unique_lock<std::mutex>& lk) {
+    unsigned unsent = 0;
     while (inflight_ < opts_.queue_depth && !pending_.empty()) {
         const auto [seq, index] = pending_.front();
         Job& job = *jobs_.at(seq);
@@ -247,6 +249,18 @@ void UringEngine::fill_locked() {
             job.first_issue = Clock::now();
         }
         ++inflight_;
+        if (++unsent >= opts_.submit_batch) {
+            // Jobs stay put while unlocked: they own unfinished I/Os, and jobs_ holds
+            // them by unique_ptr. A failed submit leaves the SQEs queued for the next
+            // io_uring_enter, whose error handling covers it.
+            lk.unlock();
+            const int ret = io_uring_submit(&ring_);
+            lk.lock();
+            unsent = 0;
+            if (ret < 0) {
+                break;
+            }
+        }
     }
 }
 

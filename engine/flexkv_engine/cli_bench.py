@@ -97,3 +97,8 @@ def bench_ssd(
         click.echo(line)
     if result.get("note"):
         click.echo(f"  note: {result['note']}")
+
+
+from .bench.gpu import gpu_command  # noqa: E402  (torch is imported only when it runs)
+
+bench.add_command(gpu_command)

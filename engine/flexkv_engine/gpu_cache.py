@@ -19,8 +19,10 @@ from .core.policies import LRU
 class GpuPrefixCache:
     """An LRU prefix cache of ``num_blocks`` blocks, indexed like a FlexKV tier."""
 
-    def __init__(self, num_blocks: int) -> None:
-        self.index = TierIndex("gpu", num_blocks, LRU()) if num_blocks > 0 else None
+    def __init__(self, num_blocks: int, *, track_ids: bool = True) -> None:
+        self.index = (
+            TierIndex("gpu", num_blocks, LRU(), track_ids=track_ids) if num_blocks > 0 else None
+        )
 
     def acquire(self, keys: list[int], now: float) -> tuple[int, Node | None]:
         """Blocks of ``keys`` already in the cache (a prefix), locked until ``release``."""
@@ -46,7 +48,7 @@ class GpuPrefixCache:
             node = index.insert(tail, keys, len(keys) - ready, now)
             if node is not None:
                 index.commit(node)
-                added = (ready, list(node.ids))
+                added = (ready, list(node.ids) if node.ids is not None else [])
         index.release(tail)
         index.release(handle)
         return added

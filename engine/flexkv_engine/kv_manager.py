@@ -80,7 +80,10 @@ class KVManager:
         device: str = "cpu",
         ssd_backend: str = "auto",
         tracer: Any = None,
+        cuda_kernels: bool | None = None,
     ) -> None:
+        """``cuda_kernels``: GPU copies by the native CUDA mover (None: when ``device`` is
+        CUDA and the native module has CUDA; True: required; False: the torch mover)."""
         if not config.is_resolved:
             raise ValueError("KVManager needs a resolved config (Config.resolve())")
         cache = config.cache_config
@@ -97,7 +100,7 @@ class KVManager:
             tracer = Tracer(cache.trace_file_path, config)
         self.tracer = tracer
         self._movers: dict[str, Mover] = {}
-        copy = TorchCopyMover(self.host, self.gpu)
+        copy = self._gpu_mover(cache, device, cuda_kernels)
         self._movers[H2D] = self._movers[D2H] = copy
         self.ssd_files = None
         if cache.enable_ssd:
@@ -117,6 +120,20 @@ class KVManager:
         ]
         for poller in self._pollers:
             poller.start()
+
+    def _gpu_mover(self, cache: Any, device: str, cuda_kernels: bool | None) -> Mover:
+        if cuda_kernels is not False and device.startswith("cuda"):
+            from .transfer.cuda_copy import CudaCopyMover, cuda_mover_unavailable
+
+            why = cuda_mover_unavailable(device)
+            if why is None:
+                return CudaCopyMover.from_config(cache, self.host, self.gpu)
+            if cuda_kernels:
+                raise RuntimeError(f"CUDA mover unavailable: {why}")
+            log.warning("GPU copies through torch: %s", why)
+        elif cuda_kernels:
+            raise ValueError(f"cuda_kernels=True needs a CUDA device, got {device!r}")
+        return TorchCopyMover(self.host, self.gpu)
 
     def _open_ssd(self, cache: Any, backend: str) -> None:
         from .storage.ssd_files import SsdFiles

@@ -25,8 +25,12 @@ def tier_capacities(cache: CacheConfig) -> dict[str, int]:
     return tiers
 
 
-def build_planner(cache: CacheConfig) -> Planner:
-    """One :class:`TierIndex` per enabled tier, each with its own policy instance."""
+def build_planner(cache: CacheConfig, *, track_ids: bool = True) -> Planner:
+    """One :class:`TierIndex` per enabled tier, each with its own policy instance.
+
+    ``track_ids=False`` (the twin) keeps capacity counts instead of block-id lists: the
+    same decisions, without the per-block bookkeeping that only moving bytes needs.
+    """
     if cache.tokens_per_block is None:
         raise ValueError("cache_config is not resolved: call Config.resolve() first")
     tiers = {
@@ -40,6 +44,7 @@ def build_planner(cache: CacheConfig) -> Planner:
             ),
             evict_ratio=cache.evict_ratio,
             evict_start_threshold=cache.evict_start_threshold,
+            track_ids=track_ids,
         )
         for name, capacity in tier_capacities(cache).items()
     }

@@ -58,6 +58,32 @@ class BlockAllocator:
         return sorted(self._free)
 
 
+class CountingAllocator:
+    """Capacity accounting without block ids, for callers that never move bytes.
+
+    The twin only needs to know how many blocks a tier holds, so it skips the per-block
+    id lists; eviction and admission decisions are the same as with ids.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        self.capacity = capacity
+        self.free = capacity
+
+    @property
+    def used(self) -> int:
+        return self.capacity - self.free
+
+    def allocate(self, count: int) -> None:
+        if count > self.free:
+            raise ValueError(f"cannot allocate {count} blocks: {self.free} free")
+        self.free -= count
+
+    def release(self, count: int) -> None:
+        self.free += count
+
+
 def eviction_target(
     capacity: int, used: int, need: int, evict_ratio: float, evict_start_threshold: float
 ) -> int:

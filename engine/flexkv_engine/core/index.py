@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 from heapq import heapify, heappop, heappush
 
-from .allocator import BlockAllocator, eviction_target
+from .allocator import BlockAllocator, CountingAllocator, eviction_target
 from .policies import LRU, EvictionPolicy
 
 
@@ -53,14 +53,14 @@ class Node:
     def __init__(
         self,
         keys: list[int],
-        ids: list[int],
+        ids: list[int] | None,
         start: int,
         parent: Node | None,
         now: float,
         seq: int,
     ) -> None:
         self.keys = keys
-        self.ids = ids  # tier block ids, one per block
+        self.ids = ids  # tier block ids, one per block (None when the index keeps no ids)
         self.n = len(keys)
         self.start = start
         self.parent = parent
@@ -100,6 +100,7 @@ class TierIndex:
         *,
         evict_ratio: float = 0.0,
         evict_start_threshold: float = 1.0,
+        track_ids: bool = True,
     ) -> None:
         if not 0.0 <= evict_ratio <= 1.0:
             raise ValueError(f"evict_ratio must be in [0, 1], got {evict_ratio}")
@@ -113,7 +114,11 @@ class TierIndex:
         self._lazy = self.policy.monotone
         self.evict_ratio = evict_ratio
         self.evict_start_threshold = evict_start_threshold
-        self.allocator = BlockAllocator(capacity)
+        # Without ids (the twin), only counts are kept: same decisions, no per-block lists.
+        self.track_ids = track_ids
+        self.allocator: BlockAllocator | CountingAllocator = (
+            BlockAllocator(capacity) if track_ids else CountingAllocator(capacity)
+        )
         self._seq = itertools.count(1)
         self._tickets = itertools.count(1)
         self.root = Node([], [], 0, None, 0.0, 0)
@@ -233,12 +238,17 @@ class TierIndex:
         """Split ``node`` after its first ``j`` blocks; return the new upper node."""
         parent = node.parent
         assert parent is not None
-        upper = Node(node.keys[:j], node.ids[:j], node.start, parent, node.created, node.cseq)
+        ids = node.ids
+        upper = Node(
+            node.keys[:j], ids[:j] if ids is not None else None, node.start, parent,
+            node.created, node.cseq,
+        )
         upper.ready, upper.lock = node.ready, node.lock
         upper.last, upper.seq, upper.hits = node.last, node.seq, node.hits
         parent.children[node.keys[0]] = upper
         node.keys = node.keys[j:]
-        node.ids = node.ids[j:]
+        if ids is not None:
+            node.ids = ids[j:]
         node.n -= j
         node.start += j
         node.parent = upper
@@ -258,10 +268,10 @@ class TierIndex:
         start = parent.end
         if count <= 0 or keys[start] in parent.children or not parent.ready:
             raise ValueError(f"{self.name}: cannot insert at block {start}")
-        ids = self._reserve(count)
-        if not ids:
+        got, ids = self._reserve(count)
+        if not got:
             return None
-        node = Node(keys[start : start + len(ids)], ids, start, parent, now, next(self._seq))
+        node = Node(keys[start : start + got], ids, start, parent, now, next(self._seq))
         node.ready = False
         node.lock = 1
         parent.children[node.keys[0]] = node
@@ -288,7 +298,8 @@ class TierIndex:
         node.ticket = ticket
         heappush(self._heap, (self.policy.priority(node), ticket, node))
 
-    def _reserve(self, count: int) -> list[int]:
+    def _reserve(self, count: int) -> tuple[int, list[int] | None]:
+        """Evict as FlexKV's rule says, then take up to ``count`` blocks: (taken, ids)."""
         alloc = self.allocator
         target = eviction_target(
             alloc.capacity, alloc.used, count, self.evict_ratio, self.evict_start_threshold
@@ -298,7 +309,9 @@ class TierIndex:
         take = count if count <= alloc.free else alloc.free
         if take < count:
             self.alloc_failures += 1
-        return alloc.allocate(take) if take else []
+        if not take:
+            return 0, None
+        return take, alloc.allocate(take)
 
     def evict(self, count: int) -> int:
         """Evict up to ``count`` blocks in policy order; returns how many were evicted."""
@@ -325,8 +338,12 @@ class TierIndex:
                 self._remove(node)
             else:
                 keep = node.n - want
-                self.allocator.release(node.ids[keep:])
-                del node.keys[keep:], node.ids[keep:]
+                if node.ids is not None:
+                    self.allocator.release(node.ids[keep:])  # type: ignore[arg-type]
+                    del node.ids[keep:]
+                else:
+                    self.allocator.release(want)  # type: ignore[arg-type]
+                del node.keys[keep:]
                 node.n = keep
                 done += want
                 self._push(node)
@@ -340,7 +357,7 @@ class TierIndex:
         # Keep node.parent: a path lock still held on a removed (aborted) node must walk
         # up to the root when it is released.
         node.ticket = -1
-        self.allocator.release(node.ids)
+        self.allocator.release(node.ids if node.ids is not None else node.n)  # type: ignore[arg-type]
         self.num_nodes -= 1
         if (
             parent is not self.root
@@ -354,6 +371,8 @@ class TierIndex:
     # -- introspection ----------------------------------------------------------------
     def block_ids(self, handle: Node, start: int, end: int) -> list[int]:
         """Tier block ids of blocks ``[start, end)`` of the path ending at ``handle``."""
+        if not self.track_ids:
+            raise ValueError(f"{self.name}: this index keeps no block ids (track_ids=False)")
         if not start <= end <= handle.end:
             raise ValueError(f"{self.name}: blocks [{start}, {end}) beyond {handle}")
         chunks: list[list[int]] = []
@@ -361,6 +380,7 @@ class TierIndex:
         while node is not None and node.end > start:
             if node.start < end:
                 lo = max(start - node.start, 0)
+                assert node.ids is not None
                 chunks.append(node.ids[lo : min(end, node.end) - node.start])
             node = node.parent
         return [i for chunk in reversed(chunks) for i in chunk]
@@ -388,15 +408,17 @@ class TierIndex:
                 assert parent.ready, f"child below unready {parent}"
             if not node.ready:
                 assert not node.children, f"unready node with children {node}"
-            assert len(node.ids) == node.n, node
-            for i in node.ids:
-                assert 0 <= i < self.capacity and i not in seen, f"block id {i} twice"
-                seen.add(i)
+            if node.ids is not None:
+                assert len(node.ids) == node.n, node
+                for i in node.ids:
+                    assert 0 <= i < self.capacity and i not in seen, f"block id {i} twice"
+                    seen.add(i)
             held += node.n
-        free = self.allocator.free_ids()
-        assert len(set(free)) == len(free), "a free block id listed twice"
-        for i in free:
-            assert i not in seen, f"block id {i} both free and held"
+        if isinstance(self.allocator, BlockAllocator):
+            free = self.allocator.free_ids()
+            assert len(set(free)) == len(free), "a free block id listed twice"
+            for i in free:
+                assert i not in seen, f"block id {i} both free and held"
         assert held == self.used, (held, self.used)
         assert self.used + self.free == self.capacity
         assert self.num_nodes == len(self.nodes())

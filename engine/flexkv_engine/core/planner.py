@@ -186,6 +186,59 @@ class Planner:
             seen.popitem(last=False)
         return admitted
 
+    # -- hit-rate mode -------------------------------------------------------------------
+    @property
+    def single_tier(self) -> bool:
+        """Only a CPU tier: :meth:`access` applies."""
+        return self.ssd is None and self.remote is None
+
+    def access(
+        self, request_id: str, keys: list[int], num_tokens: int, now: float,
+        *, gpu_blocks: int = 0,
+    ) -> tuple[int, int]:
+        """GET then PUT of one request, completed at once, without transfer graphs.
+
+        For a planner with a CPU tier alone, this makes the same index calls in the same
+        order as ``run(plan_get(...))`` then ``run(plan_put(...))`` and updates the same
+        stats (a property test checks both paths against each other), at a fraction of
+        the cost: it is the twin's hit-rate mode. Returns the CPU-served block range.
+        """
+        if not self.single_tier:
+            raise ValueError("access() needs a planner with a CPU tier only")
+        del request_id
+        cpu, stats = self.cpu, self.stats
+        tpb = self.tokens_per_block
+        # GET: lock, touch and count the ready prefix; nothing to stage without lower tiers.
+        ready, present, handle = cpu.lookup(keys, now, hit=True)
+        first = gpu_blocks if gpu_blocks > 0 else 0
+        end = first if first > ready else ready
+        cpu.release(handle)
+        stats.gets += 1
+        stats.prompt_tokens += num_tokens
+        if present > ready:
+            stats.gets_in_flight += 1
+        if gpu_blocks:
+            stats.tokens_by_tier[GPU] += tokens_in(0, gpu_blocks, tpb, num_tokens)
+            stats.blocks_by_tier[GPU] += gpu_blocks
+        if end > first:
+            stats.tokens_by_tier[CPU] += tokens_in(first, end, tpb, num_tokens)
+            stats.blocks_by_tier[CPU] += end - first
+            stats.ops_by_path[H2D] += 1
+            stats.blocks_by_path[H2D] += end - first
+        # PUT: write what the CPU lacks.
+        n = self._admitted(keys) if self.store_after_hits else len(keys)
+        ready, present, handle = cpu.lookup(keys, now, hit=False)
+        if present == ready < n:
+            node = cpu.insert(handle, keys, n - ready, now)
+            if node is not None:
+                cpu.commit(node)
+                stats.ops_by_path[D2H] += 1
+                stats.blocks_by_path[D2H] += node.n
+                stats.stored_blocks[CPU] += node.n
+        cpu.release(handle)
+        stats.puts += 1
+        return first, end
+
     # -- completion --------------------------------------------------------------------
     def complete(self, graph: TransferGraph, op: TransferOp, ok: bool = True) -> None:
         """Report that ``op`` ended; a failed op takes its dependents down with it."""

@@ -9,6 +9,7 @@ same blocks.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flexkv_engine.core.keys import tokens_in
@@ -17,6 +18,7 @@ from flexkv_engine.core.planner import Planner
 from flexkv_engine.gpu_cache import GpuPrefixCache
 from flexkv_engine.planning import build_planner
 from flexkv_engine.replay_input import ReplayInput
+from flexkv_engine.trace import RequestRecord
 
 from ..progress import cyclic_gc_paused, progress_bar
 
@@ -45,12 +47,12 @@ def replay_hitrate(inp: ReplayInput, *, progress: bool | None = None) -> HitRate
     """Replay ``inp`` through a fresh planner built from its config.
 
     Per request, in the order ``flexkv-run replay`` uses: GPU prefix cache match, GET,
-    PUT, then the request's blocks join the GPU prefix cache.
+    PUT, then the request's blocks join the GPU prefix cache. A CPU tier alone goes
+    through ``Planner.access`` (the same index calls without transfer graphs).
     """
-    planner = build_planner(inp.config.cache_config)
-    gpu = GpuPrefixCache(inp.config.serving_config.num_gpu_blocks)
-    tpb = planner.tokens_per_block
-    plan_get, plan_put, run = planner.plan_get, planner.plan_put, planner.run
+    planner = build_planner(inp.config.cache_config, track_ids=False)
+    gpu = GpuPrefixCache(inp.config.serving_config.num_gpu_blocks, track_ids=False)
+    step = _access_step(planner) if planner.single_tier else _graph_step(planner)
     records: list[tuple] = []
     append = records.append
     bar = progress_bar(len(inp.requests), "replay", progress)
@@ -59,20 +61,9 @@ def replay_hitrate(inp: ReplayInput, *, progress: bool | None = None) -> HitRate
         for i, req in enumerate(inp.requests):
             keys, tokens, now = req.keys, req.num_tokens, req.t
             gpu_blocks, gpu_handle = gpu.acquire(keys, now)
-            served = {}
-            in_flight = False
-            if req.op == "get":
-                graph = run(plan_get(req.request_id, keys, tokens, now, gpu_blocks=gpu_blocks))
-                served = graph.served
-                in_flight = graph.in_flight
-            run(plan_put(req.request_id, keys, tokens, now))
+            hits, in_flight = step(req, gpu_blocks)
             gpu.release(keys, gpu_handle, now)
-            hits = [0, 0, 0]
-            for j, tier in enumerate(CACHE_TIERS):
-                rng = served.get(tier)
-                if rng is not None:
-                    hits[j] = tokens_in(rng[0], rng[1], tpb, tokens)
-            gpu_tokens = min(gpu_blocks * tpb, tokens)
+            gpu_tokens = min(gpu_blocks * planner.tokens_per_block, tokens)
             append((req.request_id, now, req.op, tokens, len(keys), gpu_tokens, *hits, in_flight))
             if i & 1023 == 1023:
                 bar.update(1024)
@@ -80,3 +71,43 @@ def replay_hitrate(inp: ReplayInput, *, progress: bool | None = None) -> HitRate
     bar.update(len(inp.requests) & 1023)
     bar.close()
     return HitRateResult(planner=planner, wall_s=wall_s, records=records)
+
+
+Step = Callable[[RequestRecord, int], tuple[tuple[int, int, int], bool]]
+
+
+def _graph_step(planner: Planner) -> Step:
+    """GET then PUT through transfer graphs, completed at once (any set of tiers)."""
+    tpb, plan_get, plan_put, run = (
+        planner.tokens_per_block, planner.plan_get, planner.plan_put, planner.run,
+    )
+
+    def step(req: RequestRecord, gpu_blocks: int) -> tuple[tuple[int, int, int], bool]:
+        keys, tokens, now = req.keys, req.num_tokens, req.t
+        hits = [0, 0, 0]
+        in_flight = False
+        if req.op == "get":
+            graph = run(plan_get(req.request_id, keys, tokens, now, gpu_blocks=gpu_blocks))
+            in_flight = graph.in_flight
+            for j, tier in enumerate(CACHE_TIERS):
+                rng = graph.served.get(tier)
+                if rng is not None:
+                    hits[j] = tokens_in(rng[0], rng[1], tpb, tokens)
+        run(plan_put(req.request_id, keys, tokens, now))
+        return (hits[0], hits[1], hits[2]), in_flight
+
+    return step
+
+
+def _access_step(planner: Planner) -> Step:
+    """A CPU tier alone: ``Planner.access`` makes the same index calls without graphs."""
+    tpb, access, graph_step = planner.tokens_per_block, planner.access, _graph_step(planner)
+
+    def step(req: RequestRecord, gpu_blocks: int) -> tuple[tuple[int, int, int], bool]:
+        if req.op != "get":
+            return graph_step(req, gpu_blocks)
+        tokens = req.num_tokens
+        first, end = access(req.request_id, req.keys, tokens, req.t, gpu_blocks=gpu_blocks)
+        return (min(end * tpb, tokens) - min(first * tpb, tokens), 0, 0), False
+
+    return step

@@ -79,8 +79,8 @@ class TimingModel:
         config = inp.config
         cache = config.cache_config
         self.env = env = simpy.Environment()
-        self.planner = build_planner(cache)
-        self.gpu_cache = GpuPrefixCache(config.serving_config.num_gpu_blocks)
+        self.planner = build_planner(cache, track_ids=False)  # the twin moves no bytes
+        self.gpu_cache = GpuPrefixCache(config.serving_config.num_gpu_blocks, track_ids=False)
         self.tpb = self.planner.tokens_per_block
         self.block_bytes = config.model_config.bytes_per_block(self.tpb)
         self.compute = config.serving_config.compute

@@ -1,0 +1,454 @@
+"""Hit-rate curves: a tier's LRU hit rate at every capacity, in one pass over a trace.
+
+Mattson's stack algorithm, fitted to the replay's semantics (``replay/hitrate.py``):
+each request matches the longest cached prefix of its chained keys (GET), then inserts
+what is missing (PUT), and every block it matches or inserts is accessed at the request's
+time, deepest block first. Order all blocks by their last access (the *LRU stack*; the
+stack distance of a block is its 1-based position, most recent first).
+
+- A request touches its prefix ``0..n-1`` from the last block to the first, and any
+  request holding block ``k`` of a chain holds blocks ``0..k-1`` too, so a parent is
+  always more recent than its child. Hence the top ``C`` of the stack is prefix-closed,
+  and its least recent block is a leaf: evicting the deepest ready leaf of the oldest
+  node (the index) is evicting the bottom of the stack (plain LRU).
+- With ``evict_ratio = 0`` and ``evict_start_threshold = 1`` the tier evicts only what a
+  PUT needs, keeping the request's own matched prefix (locked). So after every request
+  the tier holds exactly the top ``C`` of the stack; a request longer than ``C`` keeps
+  its first ``C`` blocks, which are also the top ``C``.
+- So, with ``d_k`` the stack distance of block ``k`` of a request *before* its own
+  touches (infinite if never seen), the hit blocks at capacity ``C`` are the longest
+  prefix with ``d_0..d_k <= C``. Distances grow strictly along a request (a parent is
+  more recent), so this is simply every block with ``d_k <= C``, and block ``k`` serves
+  its tokens (``tokens_in(k, k+1)``, none below the GPU prefix cache's blocks) at every
+  capacity ``C >= d_k``. The test checks this against replays at sample capacities.
+
+Distances come in runs. An unbounded radix tree of block runs (like the tier index, no
+eviction) records for each run the last request that touched it; request ``q``'s blocks
+not touched since form a suffix ``a_q..n_q-1`` of its prompt. A Fenwick tree over
+request slots counts those live blocks, so the run of request ``r`` last touched by
+``q``, starting at block ``a_q``, has distances ``live(after q) + 1 + (k - a_q)``: one
+O(log requests) query per run, none per block. Each run adds a range of distances to a
+difference array; two cumulative sums give the hit tokens at every capacity.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flexkv_engine.config import ConfigError
+from flexkv_engine.gpu_cache import GpuPrefixCache
+from flexkv_engine.replay_input import ReplayInput
+
+from .progress import cyclic_gc_paused, progress_bar
+
+CURVE_SCHEMA_VERSION = 1
+TIERS = ("cpu",)  # the tier whose capacity varies (SSD and remote: not yet)
+POINT_KINDS = ("changes", "corners")
+MAX_PLOT_POINTS = 4000
+
+
+@dataclass(frozen=True)
+class HitRateCurve:
+    """Hit tokens of one tier at every capacity (in blocks of ``tokens_per_block``).
+
+    ``hits[c]`` is the number of prompt tokens the tier serves with ``c`` blocks; past
+    the end of the array it stays at ``hits[-1]`` (the infinite-cache value).
+    """
+
+    tier: str
+    tokens_per_block: int
+    requests: int
+    gets: int
+    prompt_tokens: int
+    distinct_blocks: int
+    configured_blocks: int | None
+    hits: np.ndarray  # int64, hits[0] == 0
+    wall_s: float
+
+    def hit_tokens_at(self, capacity: int) -> int:
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        return int(self.hits[min(capacity, len(self.hits) - 1)])
+
+    def hit_rate_at(self, capacity: int) -> float:
+        """Same arithmetic as ``CacheStats.hit_rate`` (tokens / prompt tokens)."""
+        p = self.prompt_tokens
+        return self.hit_tokens_at(capacity) / p if p else 0.0
+
+    @property
+    def max_capacity(self) -> int:
+        """The smallest capacity with the infinite-cache hit rate."""
+        return len(self.hits) - 1
+
+    @property
+    def max_hit_rate(self) -> float:
+        return self.hit_rate_at(self.max_capacity)
+
+    def capacity_for(self, fraction: float) -> int:
+        """The smallest capacity reaching ``fraction`` of the infinite-cache hit tokens."""
+        target = math.ceil(fraction * int(self.hits[-1]))
+        return int(np.searchsorted(self.hits, target, side="left"))
+
+    def capacities(self, kind: str = "changes") -> np.ndarray:
+        """Capacities to list: 0 and the last, plus every capacity where the hit rate
+        changes (``changes``), or only where its slope changes (``corners``: between two
+        such capacities the hit tokens grow by the same amount per block, exactly)."""
+        hits = self.hits
+        if kind == "changes":
+            inner = np.flatnonzero(np.diff(hits)) + 1
+        elif kind == "corners":
+            delta = np.diff(hits)  # delta[c] = hits[c + 1] - hits[c]
+            inner = np.flatnonzero(np.diff(delta)) + 1
+        else:
+            raise ValueError(f"unknown point kind {kind!r}; choose from: {', '.join(POINT_KINDS)}")
+        return _with_ends(inner.astype(np.int64), len(hits) - 1)
+
+    def rates(self, capacities: np.ndarray) -> np.ndarray:
+        idx = np.minimum(np.asarray(capacities, dtype=np.int64), len(self.hits) - 1)
+        p = self.prompt_tokens
+        return self.hits[idx] / p if p else np.zeros(len(idx))
+
+
+def _with_ends(inner: np.ndarray, last: int) -> np.ndarray:
+    """Sorted capacities ``inner`` (all in 1..last) with 0 and ``last`` added."""
+    head = [0]
+    tail = [last] if last > 0 and (inner.size == 0 or inner[-1] != last) else []
+    return np.concatenate((np.asarray(head, dtype=np.int64), inner,
+                           np.asarray(tail, dtype=np.int64)))
+
+
+class _Run:
+    """Blocks ``start .. end-1`` of the chain ``keys`` (a request's key list, not copied),
+    last touched together by request ``owner``."""
+
+    __slots__ = ("children", "end", "keys", "owner", "start")
+
+    def __init__(self, keys: Sequence[int], start: int, end: int, owner: int) -> None:
+        self.keys = keys
+        self.start = start
+        self.end = end
+        self.owner = owner
+        self.children: dict[int, _Run] = {}
+
+
+def _split(parent: _Run, run: _Run, j: int) -> _Run:
+    """Cut ``run`` before block ``j``; the new upper part takes its place under ``parent``."""
+    keys = run.keys
+    upper = _Run(keys, run.start, j, run.owner)
+    upper.children[keys[j]] = run
+    parent.children[keys[run.start]] = upper
+    run.start = j
+    return upper
+
+
+def _walk(root: _Run, keys: Sequence[int], n: int) -> tuple[list[_Run], int]:
+    """Runs holding the longest known prefix of ``keys`` (split to end there), and its length.
+
+    The same matching as ``TierIndex._walk``: chained keys are equal up to ``i`` when they
+    are equal at ``i``, so a run is compared by its last key, and a partial match bisected.
+    """
+    path: list[_Run] = []
+    node = root
+    pos = 0
+    while pos < n:
+        run = node.children.get(keys[pos])
+        if run is None:
+            break
+        src, end = run.keys, run.end
+        m = end if end <= n else n
+        if src[m - 1] == keys[m - 1]:
+            if m == end:
+                path.append(run)
+                node = run
+                pos = end
+                continue
+            path.append(_split(node, run, m))
+            return path, m
+        lo, hi = pos, m - 1  # equal at lo, different at hi
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            if src[mid] == keys[mid]:
+                lo = mid
+            else:
+                hi = mid
+        path.append(_split(node, run, lo + 1))
+        return path, lo + 1
+    return path, pos
+
+
+def check_lru_config(inp: ReplayInput) -> None:
+    """Refuse configs under which the tier is not the plain LRU the curve models."""
+    cc = inp.config.cache_config
+    plain = {
+        "eviction_policy": (cc.eviction_policy, "lru"),
+        "hit_reward_seconds": (cc.hit_reward_seconds, 0.0),
+        "evict_ratio": (cc.evict_ratio, 0.0),
+        "evict_start_threshold": (cc.evict_start_threshold, 1.0),
+        "store_after_hits": (cc.store_after_hits, 0),
+    }
+    for key, (value, wanted) in plain.items():
+        if value != wanted:
+            raise ConfigError(
+                f"the hit-rate curve models plain LRU and needs {key}={wanted}, got {value!r}",
+                key_path=f"cache_config.{key}",
+                source=inp.config.source,
+                hint="replay each capacity instead (flexkv-sim sweep)",
+            )
+
+
+def hit_rate_curve(
+    inp: ReplayInput, *, tier: str = "cpu", progress: bool | None = None
+) -> HitRateCurve:
+    """The hit tokens of ``tier`` at every capacity, as ``replay_hitrate`` would count them.
+
+    With an SSD or remote tier enabled the CPU tier still holds the same blocks (it gets
+    every block a request matches or inserts), so the curve is its share of the prompt
+    tokens (``hit_rate_by_tier['cpu']``). Raises ConfigError for a config that is not
+    plain LRU (see :func:`check_lru_config`).
+    """
+    if tier not in TIERS:
+        raise ConfigError(f"unknown tier {tier!r}; choose from: {', '.join(TIERS)}",
+                          key_path="tier")
+    check_lru_config(inp)
+    config = inp.config
+    tpb = config.cache_config.tokens_per_block
+    assert tpb is not None
+    requests = inp.requests
+    num_gpu = config.serving_config.num_gpu_blocks
+    gpu = GpuPrefixCache(num_gpu) if num_gpu > 0 else None
+    size = len(requests)
+    fenwick = [0] * (size + 1)  # live blocks last touched by request slot 1..size
+    live = 0
+    root = _Run((), 0, 0, 0)
+    starts: list[int] = []  # distances [start, end) of full-token blocks
+    ends: list[int] = []
+    point_d: list[int] = []  # distance and tokens of partial last blocks
+    point_w: list[int] = []
+    prompt_tokens = gets = 0
+    bar = progress_bar(size, "curve", progress)
+    begin = time.perf_counter()
+    with cyclic_gc_paused():
+        for r, req in enumerate(requests, 1):
+            keys = req.keys
+            n = len(keys)
+            tokens = req.num_tokens
+            first = 0
+            handle = None
+            if gpu is not None:
+                first, handle = gpu.acquire(keys, req.t)
+            path, matched = _walk(root, keys, n)
+            counted = req.op == "get"
+            if counted:
+                gets += 1
+                prompt_tokens += tokens
+            full, partial = divmod(tokens, tpb)  # block `full` holds `partial` tokens
+            i = 0
+            while i < len(path):
+                run = path[i]
+                q = run.owner
+                k1 = run.start
+                while i < len(path) and path[i].owner == q:
+                    path[i].owner = r
+                    i += 1
+                k2 = path[i - 1].end
+                # Blocks touched after q's, then q's own from a_q = k1 (live before r).
+                before = 0
+                x = q
+                while x:
+                    before += fenwick[x]
+                    x &= x - 1
+                base = live - before + 1 - k1  # distance of block k is base + k
+                if counted:
+                    lo = k1 if k1 > first else first
+                    hi = k2 if k2 < full else full
+                    if lo < hi:
+                        starts.append(base + lo)
+                        ends.append(base + hi)
+                    if partial and k1 <= full < k2 and full >= first:
+                        point_d.append(base + full)
+                        point_w.append(partial)
+                x = q
+                gone = k2 - k1
+                while x <= size:
+                    fenwick[x] -= gone
+                    x += x & -x
+            if matched < n:
+                parent = path[-1] if path else root
+                parent.children[keys[matched]] = _Run(keys, matched, n, r)
+            x = r
+            while x <= size:
+                fenwick[x] += n
+                x += x & -x
+            live += n - matched
+            if gpu is not None:
+                gpu.release(keys, handle, req.t)
+            if r & 1023 == 0:
+                bar.update(1024)
+    hits = _cumulate(tpb, starts, ends, point_d, point_w)
+    wall_s = time.perf_counter() - begin
+    bar.update(size & 1023)
+    bar.close()
+    return HitRateCurve(
+        tier=tier,
+        tokens_per_block=tpb,
+        requests=size,
+        gets=gets,
+        prompt_tokens=prompt_tokens,
+        distinct_blocks=live,
+        configured_blocks=config.cache_config.num_cpu_blocks,
+        hits=hits,
+        wall_s=wall_s,
+    )
+
+
+def _cumulate(
+    tpb: int, starts: list[int], ends: list[int], point_d: list[int], point_w: list[int]
+) -> np.ndarray:
+    """Hit tokens at each capacity 0..max distance from the distance ranges and points."""
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    pd_ = np.asarray(point_d, dtype=np.int64)
+    top = max(int(e.max()) if e.size else 0, int(pd_.max()) + 1 if pd_.size else 0)
+    count = np.bincount(s, minlength=top + 1) - np.bincount(e, minlength=top + 1)
+    delta = np.cumsum(count) * tpb  # tokens gained when the capacity reaches d
+    if pd_.size:
+        np.add.at(delta, pd_, np.asarray(point_w, dtype=np.int64))
+    hits = np.cumsum(delta[: max(top, 1)])
+    hits[0] = 0  # no block has distance 0
+    return hits
+
+
+# ---- output -----------------------------------------------------------------------------
+def curve_table(curve: HitRateCurve, kind: str = "changes") -> tuple[np.ndarray, np.ndarray]:
+    """``(capacity_blocks, hit_rate)`` arrays of the listed capacities (see ``capacities``)."""
+    caps = curve.capacities(kind)
+    return caps, curve.rates(caps)
+
+
+def curve_summary(curve: HitRateCurve, kind: str = "changes") -> dict[str, Any]:
+    """The curve as JSON-ready data: provenance, key capacities and the points."""
+    caps, rates = curve_table(curve, kind)
+    return {
+        "schema_version": CURVE_SCHEMA_VERSION,
+        "tier": curve.tier,
+        "tokens_per_block": curve.tokens_per_block,
+        "requests": curve.requests,
+        "gets": curve.gets,
+        "prompt_tokens": curve.prompt_tokens,
+        "distinct_blocks": curve.distinct_blocks,
+        "max_hit_rate": curve.max_hit_rate,
+        "max_capacity_blocks": curve.max_capacity,
+        "capacity_for": {  # the least capacity reaching p% of the infinite-cache hits
+            f"{p}%": _point(curve, curve.capacity_for(p / 100)) for p in (50, 90, 99)
+        },
+        "configured_blocks": curve.configured_blocks,
+        "configured_hit_rate": (
+            None if curve.configured_blocks is None
+            else curve.hit_rate_at(curve.configured_blocks)
+        ),
+        "wall_s": curve.wall_s,
+        "points_kind": kind,
+        "points": [
+            {"capacity_blocks": int(c), "hit_rate": float(h)}
+            for c, h in zip(caps.tolist(), rates.tolist(), strict=True)
+        ],
+    }
+
+
+def _point(curve: HitRateCurve, capacity: int) -> dict[str, Any]:
+    return {"capacity_blocks": capacity, "hit_rate": curve.hit_rate_at(capacity)}
+
+
+def plot_capacities(curve: HitRateCurve, max_points: int = MAX_PLOT_POINTS) -> np.ndarray:
+    """Capacities to draw: every corner when few, else evenly spaced on linear and log axes."""
+    corners = curve.capacities("corners")
+    if corners.size <= max_points:
+        return corners
+    top = curve.max_capacity
+    half = max_points // 2
+    lin = np.linspace(0, top, half)
+    log = np.geomspace(1, top, half)
+    picked = np.concatenate((lin, log)).round().astype(np.int64)
+    picked.sort()
+    keep = np.concatenate(([True], picked[1:] != picked[:-1]))
+    return picked[keep]
+
+
+def write_curve_dir(out: Path, curve: HitRateCurve, kind: str = "changes", **meta: Any) -> Path:
+    """``curve.csv`` (the table), ``curve.json`` (summary and points), ``curve.html``."""
+    import json
+
+    import pandas as pd
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = curve_summary(curve, kind)
+    summary.update(meta)
+    caps, rates = curve_table(curve, kind)
+    pd.DataFrame({"capacity_blocks": caps, "hit_rate": rates}).to_csv(
+        out / "curve.csv", index=False
+    )
+    (out / "curve.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot = plot_capacities(curve)
+    write_curve_page(out / "curve.html", plot, curve.rates(plot), summary)
+    return out
+
+
+def write_curve_page(
+    out: Path, capacities: np.ndarray, rates: np.ndarray, summary: dict[str, Any]
+) -> Path:
+    """A self-contained page: the curve (linear or log capacity axis) and key capacities."""
+    import plotly.graph_objects as go
+
+    from .report import figures
+    from .report.html import Page, fmt_int, fmt_pct, note, table
+
+    tpb = summary["tokens_per_block"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=capacities, y=rates, mode="lines", name="LRU hit rate",
+        line={"color": figures.TIER_COLORS["cpu"], "width": 2},
+        hovertemplate="%{x:,} blocks: %{y:.2%}<extra></extra>",
+    ))
+    configured = summary.get("configured_blocks")
+    marks = [(f"{k} of max", v["capacity_blocks"]) for k, v in summary["capacity_for"].items()]
+    for label, cap in marks:
+        fig.add_vline(x=cap, line={"dash": "dot", "color": "#9aa5b1", "width": 1},
+                      annotation_text=label, annotation_position="bottom right")
+    if configured:
+        fig.add_vline(x=configured, line={"dash": "dash", "color": "#d62728", "width": 1},
+                      annotation_text="configured", annotation_position="top left")
+    figures.styled(fig, f"{summary['tier'].upper()} tier hit rate by capacity (LRU)",
+                   f"capacity (blocks of {tpb} tokens)", "hit rate (share of prompt tokens)",
+                   percent_y=True)
+    fig.update_layout(showlegend=False, updatemenus=[{
+        "type": "buttons", "direction": "right", "x": 1.0, "xanchor": "right", "y": 1.12,
+        "buttons": [
+            {"label": "linear", "method": "relayout", "args": [{"xaxis.type": "linear"}]},
+            {"label": "log", "method": "relayout", "args": [{"xaxis.type": "log"}]},
+        ],
+    }])
+    page = Page(
+        f"FlexKV Twin hit-rate curve: {summary.get('trace_name', 'trace')}",
+        f"{summary['tier']} tier · {fmt_int(summary['requests'])} requests · "
+        f"{fmt_int(summary['distinct_blocks'])} distinct blocks · max hit rate "
+        f"{fmt_pct(summary['max_hit_rate'])}",
+    )
+    page.section("Hit rate by capacity", page.figure(fig), note(
+        "Exact LRU hit rate at every capacity (one pass over the trace, stack distances); "
+        "replay semantics of flexkv-sim replay --mode hitrate."))
+    rows = [[k, fmt_int(v["capacity_blocks"]), fmt_int(v["capacity_blocks"] * tpb),
+             fmt_pct(v["hit_rate"], 2)] for k, v in summary["capacity_for"].items()]
+    if configured:
+        rows.append(["configured", fmt_int(configured), fmt_int(configured * tpb),
+                     fmt_pct(summary.get("configured_hit_rate"), 2)])
+    page.section("Key capacities", table(
+        ("share of the infinite-cache hit rate", "blocks", "tokens", "hit rate"), rows))
+    return page.write(Path(out))
