@@ -41,7 +41,10 @@ def planner_replay(requests, capacity: int, block: int, path: str) -> tuple[floa
     tier = TierIndex("cpu", capacity, track_ids=path == "graphs")
     planner = Planner({"cpu": tier}, block)
     plan_get, plan_put, run, access = (
-        planner.plan_get, planner.plan_put, planner.run, planner.access,
+        planner.plan_get,
+        planner.plan_put,
+        planner.run,
+        planner.access,
     )
     start = time.perf_counter()
     with cyclic_gc_paused():  # as flexkv-sim replay does

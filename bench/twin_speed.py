@@ -33,23 +33,35 @@ def main() -> None:
     )
     profile = load_profiles(DEFAULT_PROFILES)
     n = len(inp.requests)
-    hit = min((replay_hitrate(inp, progress=False) for _ in range(args.repeat)),
-              key=lambda r: r.wall_s)
-    timed = min((replay_timing(inp, profile, progress=False) for _ in range(args.repeat)),
-                key=lambda r: r.wall_s)
-    print(json.dumps({
-        "python": platform.python_version(),
-        "requests": n,
-        "load_s": round(inp.load_s, 3),
-        "hitrate": {"hit_rate": round(hit.planner.stats.hit_rate, 4),
+    hit = min(
+        (replay_hitrate(inp, progress=False) for _ in range(args.repeat)), key=lambda r: r.wall_s
+    )
+    timed = min(
+        (replay_timing(inp, profile, progress=False) for _ in range(args.repeat)),
+        key=lambda r: r.wall_s,
+    )
+    print(
+        json.dumps(
+            {
+                "python": platform.python_version(),
+                "requests": n,
+                "load_s": round(inp.load_s, 3),
+                "hitrate": {
+                    "hit_rate": round(hit.planner.stats.hit_rate, 4),
                     "wall_s": round(hit.wall_s, 3),
-                    "requests_per_s": round(n / hit.wall_s)},
-        "timing": {"hit_rate": round(timed.planner.stats.hit_rate, 4),
-                   "gets_in_flight": timed.planner.stats.gets_in_flight,
-                   "wall_s": round(timed.wall_s, 3),
-                   "requests_per_s": round(n / timed.wall_s),
-                   "simulated_span_s": round(timed.span_s, 1)},
-    }, indent=2))
+                    "requests_per_s": round(n / hit.wall_s),
+                },
+                "timing": {
+                    "hit_rate": round(timed.planner.stats.hit_rate, 4),
+                    "gets_in_flight": timed.planner.stats.gets_in_flight,
+                    "wall_s": round(timed.wall_s, 3),
+                    "requests_per_s": round(n / timed.wall_s),
+                    "simulated_span_s": round(timed.span_s, 1),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

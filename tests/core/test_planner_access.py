@@ -18,9 +18,13 @@ from flexkv_engine.core.policies import POLICIES, make_policy
 from .conftest import chain
 
 requests = st.lists(
-    st.tuples(st.lists(st.integers(0, 2), min_size=1, max_size=8), st.integers(0, 3),
-              st.sampled_from([0.0, 0.0, 1.0])),
-    min_size=1, max_size=40,
+    st.tuples(
+        st.lists(st.integers(0, 2), min_size=1, max_size=8),
+        st.integers(0, 3),
+        st.sampled_from([0.0, 0.0, 1.0]),
+    ),
+    min_size=1,
+    max_size=40,
 )
 
 
@@ -43,9 +47,14 @@ def test_access_matches_the_graph_path(
     reqs, policy, capacity, ratio, threshold, admission, track_ids
 ) -> None:
     def planner() -> Planner:
-        tier = TierIndex("cpu", capacity, make_policy(policy, hit_reward_seconds=0.5),
-                         evict_ratio=ratio, evict_start_threshold=threshold,
-                         track_ids=track_ids)
+        tier = TierIndex(
+            "cpu",
+            capacity,
+            make_policy(policy, hit_reward_seconds=0.5),
+            evict_ratio=ratio,
+            evict_start_threshold=threshold,
+            track_ids=track_ids,
+        )
         return Planner({"cpu": tier}, 16, store_after_hits=admission)
 
     graphs, direct = planner(), planner()
@@ -63,7 +72,10 @@ def test_access_matches_the_graph_path(
         a, b = graphs.tiers["cpu"], direct.tiers["cpu"]
         assert snapshot(a) == snapshot(b)
         assert (a.used, a.evicted_blocks, a.alloc_failures) == (
-            b.used, b.evicted_blocks, b.alloc_failures)
+            b.used,
+            b.evicted_blocks,
+            b.alloc_failures,
+        )
         b.check()
     # The next evictions pick the same blocks, in the same order.
     for _ in range(3):

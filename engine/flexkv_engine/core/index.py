@@ -240,8 +240,12 @@ class TierIndex:
         assert parent is not None
         ids = node.ids
         upper = Node(
-            node.keys[:j], ids[:j] if ids is not None else None, node.start, parent,
-            node.created, node.cseq,
+            node.keys[:j],
+            ids[:j] if ids is not None else None,
+            node.start,
+            parent,
+            node.created,
+            node.cseq,
         )
         upper.ready, upper.lock = node.ready, node.lock
         upper.last, upper.seq, upper.hits = node.last, node.seq, node.hits

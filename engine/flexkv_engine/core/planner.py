@@ -193,8 +193,13 @@ class Planner:
         return self.ssd is None and self.remote is None
 
     def access(
-        self, request_id: str, keys: list[int], num_tokens: int, now: float,
-        *, gpu_blocks: int = 0,
+        self,
+        request_id: str,
+        keys: list[int],
+        num_tokens: int,
+        now: float,
+        *,
+        gpu_blocks: int = 0,
     ) -> tuple[int, int]:
         """GET then PUT of one request, completed at once, without transfer graphs.
 
