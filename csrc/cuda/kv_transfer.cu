@@ -490,8 +490,8 @@ KVTransfer::KVTransfer(const KVTransferOptions& options) : impl_(std::make_uniqu
     } else if (hattr.type != cudaMemoryTypeHost) {
         throw std::invalid_argument("host_base is device or managed memory, not host memory");
     }
-    void* dev = nullptr;
-    cudaError_t err = cudaHostGetDevicePointer(&dev, host, 0);
+    void* dev = m.registered_here ? nullptr : hattr.devicePointer;
+    cudaError_t err = dev != nullptr ? cudaSuccess : cudaHostGetDevicePointer(&dev, host, 0);
     if (err != cudaSuccess) {
         if (m.registered_here) {
             cudaHostUnregister(host);

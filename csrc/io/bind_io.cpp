@@ -69,10 +69,10 @@ void bind_io(nb::module_& m) {
             },
             "fds"_a, "paths"_a, "host_base"_a, "host_stride"_a, "num_host_blocks"_a,
             "ssd_stride"_a, "num_ssd_blocks"_a, "queue_depth"_a, "max_io_bytes"_a = 1 << 20,
-            "inject_short"_a = false, "inject_eagain"_a = false, "submit_batch"_a = 1,
+            "inject_short"_a = false, "inject_eagain"_a = false, "submit_batch"_a = 0,
             "Start the worker and its ring. The fds and the host memory must stay valid "
             "until close(). inject_*: test hooks that force short I/O or -EAGAIN. "
-            "submit_batch: SQEs per io_uring_enter while filling (1: each I/O at once).")
+            "submit_batch: SQEs per io_uring_enter while filling (0: all ready at once).")
         .def("submit", &UringEngine::submit, "job_id"_a, "write"_a, "ssd_ids"_a, "host_ids"_a,
              nb::call_guard<nb::gil_scoped_release>(),
              "Queue one job (returns at once). IndexError names an out-of-range id; "

@@ -95,7 +95,6 @@ UringEngine::UringEngine(std::vector<int> fds, std::vector<std::string> paths,
         throw std::invalid_argument("host base address must be 4096-aligned (O_DIRECT)");
     }
     opts_.max_io_bytes = std::min(std::max(opts_.max_io_bytes, opts_.ssd_stride), kMaxRw);
-    opts_.submit_batch = std::max(1U, opts_.submit_batch);
 
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd_ < 0) {
@@ -249,7 +248,7 @@ void UringEngine::fill_locked(std::unique_lock<std::mutex>& lk) {
             job.first_issue = Clock::now();
         }
         ++inflight_;
-        if (++unsent >= opts_.submit_batch) {
+        if (opts_.submit_batch != 0 && ++unsent >= opts_.submit_batch) {
             // Jobs stay put while unlocked: they own unfinished I/Os, and jobs_ holds
             // them by unique_ptr. A failed submit leaves the SQEs queued for the next
             // io_uring_enter, whose error handling covers it.

@@ -14,6 +14,7 @@ from flexkv_engine.cli_common import echo_json, exit_on_bad_input, trace_options
 from flexkv_engine.replay_input import prepare_replay
 
 from . import __version__
+from .cli_analysis import register as register_analysis
 from .cli_calibrate import calibrate, validate
 from .cli_trace import trace
 from .hardware import DEFAULT_PROFILES, load_profiles
@@ -167,6 +168,7 @@ def _print_human(summary: dict, out: str | None, report_path: Path | None) -> No
 
 
 main.add_command(trace)
+register_analysis(main)
 main.add_command(calibrate)
 main.add_command(validate)
 

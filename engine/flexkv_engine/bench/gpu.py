@@ -32,8 +32,14 @@ import click
 from ..layout import KVLayout
 from ..storage.host_pool import GpuKVCache, HostPool
 
-LLAMA3_8B = KVLayout(num_layers=32, num_kv_heads=8, head_size=128, tokens_per_block=16,
-                     dtype="bfloat16", dtype_size=2)
+LLAMA3_8B = KVLayout(
+    num_layers=32,
+    num_kv_heads=8,
+    head_size=128,
+    tokens_per_block=16,
+    dtype="bfloat16",
+    dtype_size=2,
+)
 DEFAULT_SMS = (4, 8, 16, 32)
 
 
@@ -44,8 +50,15 @@ class GpuBenchError(RuntimeError):
 class _Runner:
     """Buffers, the mover and the timed helpers of one bench run."""
 
-    def __init__(self, layout: KVLayout, blocks: int, seed: int, mover_args: dict[str, Any],
-                 repeat: int, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        layout: KVLayout,
+        blocks: int,
+        seed: int,
+        mover_args: dict[str, Any],
+        repeat: int,
+        say: Callable[[str], None],
+    ) -> None:
         import torch
 
         from ..transfer.cuda_copy import CudaCopyMover
@@ -53,8 +66,9 @@ class _Runner:
         self.rng = random.Random(seed)
         self.blocks, self.repeat = blocks, repeat
         self.num = 2 * blocks  # GPU blocks and host slots: room for disjoint sets each way
-        say(f"allocating {self.num * layout.block_bytes / 2**30:.1f} GiB on the GPU and "
-            "pinned host")
+        say(
+            f"allocating {self.num * layout.block_bytes / 2**30:.1f} GiB on the GPU and pinned host"
+        )
         self.gpu = GpuKVCache(layout, self.num, "cuda")
         self.host = HostPool(layout, self.num, pin=True)
         self.device = self.gpu.kv.device.index or 0
@@ -80,11 +94,13 @@ class _Runner:
             job = next(self._job_ids)
             wanted[job] = k
             part = slice(k * n, (k + 1) * n)
-            self.mover.submit_blocks(job, h2d, gpu_ids[part], host_ids[part], mode=mode,
-                                     sms=grid)
+            self.mover.submit_blocks(job, h2d, gpu_ids[part], host_ids[part], mode=mode, sms=grid)
         times = [0.0] * len(specs)
         while wanted:
-            for done in self.mover.poll(timeout=None):
+            got = self.mover.poll(timeout=60)
+            if not got:
+                raise GpuBenchError("no transfer finished within 60 s")
+            for done in got:
                 if not done.ok:
                     raise GpuBenchError(f"transfer failed: {done.error}")
                 times[wanted.pop(done.job_id)] = done.transfer_s
@@ -93,15 +109,17 @@ class _Runner:
     def path_gbps(self, h2d: bool, mode: int, grid: int = 0) -> float:
         """One direction: GPU time between the job's events."""
         self.run_jobs([(h2d, mode, grid)])  # warm-up
-        return statistics.median(self.nbytes / self.run_jobs([(h2d, mode, grid)])[1][0] / 1e9
-                                 for _ in range(self.repeat))
+        return statistics.median(
+            self.nbytes / self.run_jobs([(h2d, mode, grid)])[1][0] / 1e9 for _ in range(self.repeat)
+        )
 
     def duplex_gbps(self, mode: int, grid: int = 0) -> float:
         """Both directions at once: wall time from the submits to both completions."""
         specs = [(True, mode, grid), (False, mode, grid)]
         self.run_jobs(specs)
-        return statistics.median(2 * self.nbytes / self.run_jobs(specs)[0] / 1e9
-                                 for _ in range(self.repeat))
+        return statistics.median(
+            2 * self.nbytes / self.run_jobs(specs)[0] / 1e9 for _ in range(self.repeat)
+        )
 
     def contiguous(self) -> dict[str, float]:
         """One plain cudaMemcpyAsync of the same bytes each way, and two at once."""
@@ -111,12 +129,19 @@ class _Runner:
 
         def gbps(copies: list[tuple[int, int]]) -> float:
             secs = _native.time_contiguous_copies(
-                self.device, [d for d, _ in copies], [s for _, s in copies], [n] * len(copies),
-                self.repeat)
+                self.device,
+                [d for d, _ in copies],
+                [s for _, s in copies],
+                [n] * len(copies),
+                self.repeat,
+            )
             return len(copies) * n / statistics.median(secs) / 1e9
 
-        return {"h2d_gbps": gbps([(g, h)]), "d2h_gbps": gbps([(h, g)]),
-                "duplex_gbps": gbps([(g, h), (h + n, g + n)])}
+        return {
+            "h2d_gbps": gbps([(g, h)]),
+            "d2h_gbps": gbps([(h, g)]),
+            "duplex_gbps": gbps([(g, h), (h + n, g + n)]),
+        }
 
     def both_ways(self, ref: dict[str, float], mode: int, grid: int = 0) -> dict[str, Any]:
         row: dict[str, Any] = {}
@@ -150,10 +175,20 @@ def run_gpu_bench(
 
     from .. import _native
 
-    run = _Runner(layout, blocks, seed, {
-        "threads": threads, "chunks_per_iter": chunks_per_iter,
-        "staging_blocks": staging_blocks, "sms_h2d": duplex_sms, "sms_d2h": duplex_sms,
-    }, repeat, say)
+    run = _Runner(
+        layout,
+        blocks,
+        seed,
+        {
+            "threads": threads,
+            "chunks_per_iter": chunks_per_iter,
+            "staging_blocks": staging_blocks,
+            "sms_h2d": duplex_sms,
+            "sms_d2h": duplex_sms,
+        },
+        repeat,
+        say,
+    )
     try:
         say("contiguous references")
         ref = run.contiguous()
@@ -165,8 +200,11 @@ def run_gpu_bench(
         ce = {"ce": run.both_ways(ref, CE), "ce_per_copy": run.both_ways(ref, CE_PER_COPY)}
         ce["ce"]["batch"] = run.mover.batch_copies
         say("both directions at once")
-        duplex: dict[str, Any] = {"sms": duplex_sms, "sm_gbps": run.duplex_gbps(SM, duplex_sms),
-                                  "ce_gbps": run.duplex_gbps(CE)}
+        duplex: dict[str, Any] = {
+            "sms": duplex_sms,
+            "sm_gbps": run.duplex_gbps(SM, duplex_sms),
+            "ce_gbps": run.duplex_gbps(CE),
+        }
         duplex["sm_ratio"] = duplex["sm_gbps"] / ref["duplex_gbps"]
         duplex["ce_ratio"] = duplex["ce_gbps"] / ref["duplex_gbps"]
     finally:
@@ -176,10 +214,15 @@ def run_gpu_bench(
         "sm_count": torch.cuda.get_device_properties(run.device).multi_processor_count,
         "cuda_runtime": _native.build_info()["cuda_runtime"],
         "torch": torch.__version__,
-        "layout": {"num_layers": layout.num_layers, "num_kv_heads": layout.num_kv_heads,
-                   "head_size": layout.head_size, "tokens_per_block": layout.tokens_per_block,
-                   "dtype": layout.dtype, "chunk_bytes": layout.chunk_bytes,
-                   "block_bytes": layout.block_bytes},
+        "layout": {
+            "num_layers": layout.num_layers,
+            "num_kv_heads": layout.num_kv_heads,
+            "head_size": layout.head_size,
+            "tokens_per_block": layout.tokens_per_block,
+            "dtype": layout.dtype,
+            "chunk_bytes": layout.chunk_bytes,
+            "block_bytes": layout.block_bytes,
+        },
         "blocks": blocks,
         "bytes_per_direction": run.nbytes,
         "repeat": repeat,
@@ -204,53 +247,113 @@ def _sms(value: str) -> tuple[int, ...]:
 
 
 @click.command("gpu")
-@click.option("--blocks", type=click.IntRange(min=1), default=512, show_default=True,
-              help="Random blocks per direction (2 MiB each for Llama-3-8B).")
-@click.option("--sms", default="4,8,16,32", show_default=True,
-              help="Grid sizes (CTAs, one SM's worth each) of the SM kernel.")
-@click.option("--duplex-sms", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Grid of the SM kernel, each way, when both directions run at once.")
-@click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Rounds; each figure is the median over them.")
+@click.option(
+    "--blocks",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    help="Random blocks per direction (2 MiB each for Llama-3-8B).",
+)
+@click.option(
+    "--sms",
+    default="4,8,16,32",
+    show_default=True,
+    help="Grid sizes (CTAs, one SM's worth each) of the SM kernel.",
+)
+@click.option(
+    "--duplex-sms",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Grid of the SM kernel, each way, when both directions run at once.",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Rounds; each figure is the median over them.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(32, 512), default=512, show_default=True,
-              help="Threads per CTA of the SM kernel.")
-@click.option("--chunks-per-iter", type=click.Choice(["1", "2", "4"]), default="2",
-              show_default=True, help="Chunks whose loads each thread keeps in flight.")
-@click.option("--staging-blocks", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Blocks per half of the copy-engine staging buffer.")
+@click.option(
+    "--threads",
+    type=click.IntRange(32, 512),
+    default=512,
+    show_default=True,
+    help="Threads per CTA of the SM kernel.",
+)
+@click.option(
+    "--chunks-per-iter",
+    type=click.Choice(["1", "2", "4"]),
+    default="2",
+    show_default=True,
+    help="Chunks whose loads each thread keeps in flight.",
+)
+@click.option(
+    "--staging-blocks",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Blocks per half of the copy-engine staging buffer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON only.")
-def gpu_command(blocks: int, sms: str, duplex_sms: int, repeat: int, seed: int, threads: int,
-                chunks_per_iter: str, staging_blocks: int, as_json: bool) -> None:
+def gpu_command(
+    blocks: int,
+    sms: str,
+    duplex_sms: int,
+    repeat: int,
+    seed: int,
+    threads: int,
+    chunks_per_iter: str,
+    staging_blocks: int,
+    as_json: bool,
+) -> None:
     """GPU <-> CPU copies of a Llama-3-8B layout: SM kernel and copy engines against one
     contiguous cudaMemcpyAsync of the same bytes (GB/s = 1e9 B/s)."""
     import json
 
     try:
-        r = run_gpu_bench(blocks=blocks, sms=_sms(sms), duplex_sms=duplex_sms, repeat=repeat,
-                          seed=seed, threads=threads, chunks_per_iter=int(chunks_per_iter),
-                          staging_blocks=staging_blocks,
-                          progress=lambda msg: click.echo(msg, err=True))
+        r = run_gpu_bench(
+            blocks=blocks,
+            sms=_sms(sms),
+            duplex_sms=duplex_sms,
+            repeat=repeat,
+            seed=seed,
+            threads=threads,
+            chunks_per_iter=int(chunks_per_iter),
+            staging_blocks=staging_blocks,
+            progress=lambda msg: click.echo(msg, err=True),
+        )
     except GpuBenchError as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
     ref = r["contiguous"]
-    click.echo(f"{r['gpu']}: {r['blocks']} random blocks of {r['layout']['block_bytes']} B "
-               f"each way ({r['bytes_per_direction'] / 2**30:.2f} GiB), median of {r['repeat']}")
-    click.echo(f"  contiguous copy   H2D {ref['h2d_gbps']:6.2f}  D2H {ref['d2h_gbps']:6.2f}  "
-               f"both at once {ref['duplex_gbps']:6.2f} GB/s")
+    click.echo(
+        f"{r['gpu']}: {r['blocks']} random blocks of {r['layout']['block_bytes']} B "
+        f"each way ({r['bytes_per_direction'] / 2**30:.2f} GiB), median of {r['repeat']}"
+    )
+    click.echo(
+        f"  contiguous copy   H2D {ref['h2d_gbps']:6.2f}  D2H {ref['d2h_gbps']:6.2f}  "
+        f"both at once {ref['duplex_gbps']:6.2f} GB/s"
+    )
     for row in r["sm"]:
-        click.echo(f"  SM kernel {row['sms']:3d} SMs H2D {row['h2d_gbps']:6.2f} "
-                   f"({row['h2d_ratio']:.3f})  D2H {row['d2h_gbps']:6.2f} ({row['d2h_ratio']:.3f})")
+        click.echo(
+            f"  SM kernel {row['sms']:3d} SMs H2D {row['h2d_gbps']:6.2f} "
+            f"({row['h2d_ratio']:.3f})  D2H {row['d2h_gbps']:6.2f} ({row['d2h_ratio']:.3f})"
+        )
     for key, label in (("ce", "copy engine     "), ("ce_per_copy", "CE, copy per run")):
         row = r[key]
-        click.echo(f"  {label}  H2D {row['h2d_gbps']:6.2f} ({row['h2d_ratio']:.3f})  "
-                   f"D2H {row['d2h_gbps']:6.2f} ({row['d2h_ratio']:.3f})")
+        click.echo(
+            f"  {label}  H2D {row['h2d_gbps']:6.2f} ({row['h2d_ratio']:.3f})  "
+            f"D2H {row['d2h_gbps']:6.2f} ({row['d2h_ratio']:.3f})"
+        )
     d = r["duplex"]
-    click.echo(f"  both at once      SM ({d['sms']} each way) {d['sm_gbps']:6.2f} "
-               f"({d['sm_ratio']:.3f})  CE {d['ce_gbps']:6.2f} ({d['ce_ratio']:.3f})")
+    click.echo(
+        f"  both at once      SM ({d['sms']} each way) {d['sm_gbps']:6.2f} "
+        f"({d['sm_ratio']:.3f})  CE {d['ce_gbps']:6.2f} ({d['ce_ratio']:.3f})"
+    )
 
 
 __all__ = ["LLAMA3_8B", "GpuBenchError", "gpu_command", "run_gpu_bench"]

@@ -356,8 +356,8 @@ class ThreadSsdBackend:
             if not ios:
                 self._finish_locked(job)
                 return
-        for io in ios:
-            self._work.put((job, io))
+            for io in ios:  # under the lock: close() queues its stop marks after these
+                self._work.put((job, io))
 
     def poll(self, timeout: float | None = 0.0) -> list[SsdCompletion]:
         with self._cv:
@@ -390,7 +390,10 @@ class ThreadSsdBackend:
                 dropped = job.error is not None
                 if not dropped and job.first_issue is None:
                     job.first_issue = time.monotonic()
-            moved, error = (0, None) if dropped else self._transfer(job.write, io)
+            try:
+                moved, error = (0, None) if dropped else self._transfer(job.write, io)
+            except Exception as exc:  # a bug, not an I/O error: report it, keep the worker
+                moved, error = 0, f"{'write' if job.write else 'read'} failed: {exc!r}"
             with self._cv:
                 job.bytes += moved
                 if not dropped:

@@ -53,8 +53,9 @@ def run(mover: CudaCopyMover, jobs: list[tuple[int, bool, list[int], list[int], 
         mover.submit_blocks(job_id, h2d, gpu_ids, host_ids, mode=mode, sms=sms)
     done: dict[int, Done] = {}
     while len(done) < len(jobs):
-        for d in mover.poll(timeout=30):
-            done[d.job_id] = d
+        got = mover.poll(timeout=30)
+        assert got, "no job finished within 30 s"
+        done.update({d.job_id: d for d in got})
     return done
 
 
@@ -173,7 +174,9 @@ def test_bad_ids_fail_the_job_and_not_the_mover() -> None:
         mover.submit(Job(4, "d2h", [], []))  # nothing to move
         done = {}
         while len(done) < 4:
-            done.update({d.job_id: d for d in mover.poll(timeout=10)})
+            got = mover.poll(timeout=10)
+            assert got, "no job finished within 10 s"
+            done.update({d.job_id: d for d in got})
         assert not done[1].ok and "host block id 64" in done[1].error
         assert not done[2].ok and "GPU block id 48" in done[2].error
         assert not done[3].ok and "2 GPU ids but 1 host ids" in done[3].error

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -35,8 +38,21 @@ def workload(tmp_path_factory):
     ["cache_config.num_cpu_blocks=150"],
     ["cache_config.num_cpu_blocks=150", "serving_config.num_gpu_blocks=40",
      "cache_config.eviction_policy=lfu"],
+    ["cache_config.num_cpu_blocks=60", "cache_config.num_ssd_blocks=400", "SSD"],
 ])
 def test_speed_max_hits_equal_the_twin_block_for_block(workload, tmp_path, extra) -> None:
+    ssd = None
+    if "SSD" in extra:  # an SSD tier behind a CPU tier too small for the workload
+        ssd = Path(tempfile.mkdtemp(prefix="flexkv-test-", dir="/var/tmp"))
+        extra = [e for e in extra if e != "SSD"] + [f"cache_config.ssd_cache_dir={ssd}/d"]
+    try:
+        check_agreement(workload, tmp_path, extra, with_ssd=ssd is not None)
+    finally:
+        if ssd is not None:
+            shutil.rmtree(ssd, ignore_errors=True)
+
+
+def check_agreement(workload, tmp_path, extra, *, with_ssd: bool) -> None:
     out = tmp_path / "run"
     result = CliRunner().invoke(run_main, [
         "replay", str(workload), "--speed", "max", "--device", "cpu", "--out", str(out),
@@ -50,6 +66,8 @@ def test_speed_max_hits_equal_the_twin_block_for_block(workload, tmp_path, extra
     hits = slice(RUN_COLUMNS.index("gpu_tokens"), RUN_COLUMNS.index("remote_tokens") + 1)
     assert [tuple(map(int, r[hits])) for r in rows] == [r[5:9] for r in twin.records]
     assert summary["hit_rate"] == twin.planner.stats.hit_rate > 0.1
+    assert summary["hit_rate_by_tier"] == twin.planner.stats.hit_rate_by_tier()
+    assert (summary["hit_rate_by_tier"]["ssd"] > 0) == with_ssd
     # The engine's own trace replays in the twin unchanged, with the same hits.
     again = CliRunner().invoke(sim_main, [
         "replay", str(out / "trace.jsonl"), "--json",
