@@ -37,7 +37,7 @@ void bind_transfer([[maybe_unused]] nb::module_& m) {
                std::uint32_t num_layers, std::uint32_t kv, std::uint64_t chunk_bytes,
                std::uint32_t sms_h2d, std::uint32_t sms_d2h, bool ce_h2d, bool ce_d2h,
                bool ce_batch, std::uint32_t staging_blocks, std::uint32_t threads,
-               std::uint32_t chunks_per_iter) {
+               std::uint32_t chunks_per_iter, std::uint32_t l2_prefetch) {
                 KVTransferOptions o;
                 o.device = device;
                 o.gpu_base = gpu_base;
@@ -56,17 +56,20 @@ void bind_transfer([[maybe_unused]] nb::module_& m) {
                 o.staging_blocks = staging_blocks;
                 o.threads = threads;
                 o.chunks_per_iter = chunks_per_iter;
+                o.l2_prefetch = l2_prefetch;
                 nb::gil_scoped_release unlocked;
                 new (self) KVTransfer(o);
             },
             "device"_a, "gpu_base"_a, "num_gpu_blocks"_a, "host_base"_a, "host_stride"_a,
             "num_host_blocks"_a, "num_layers"_a, "kv"_a, "chunk_bytes"_a, "sms_h2d"_a = 8,
             "sms_d2h"_a = 8, "ce_h2d"_a = false, "ce_d2h"_a = false, "ce_batch"_a = true,
-            "staging_blocks"_a = 32, "threads"_a = 512, "chunks_per_iter"_a = 2,
+            "staging_blocks"_a = 32, "threads"_a = 512, "chunks_per_iter"_a = 2, "l2_prefetch"_a = 0,
             "Map the host pool (pinned, or registered here) and start the waiter threads. "
             "Both buffers must stay valid until close(). sms_*: CTAs of the SM kernel; "
             "ce_*: the direction's default path is the copy engine; staging_blocks: blocks "
-            "per half of each direction's staging buffer.")
+            "per half of each direction's staging buffer; threads, chunks_per_iter, l2_prefetch: "
+            "shape of the SM kernel (CTA size, chunks in flight per thread, L2 prefetch bytes "
+            "of its loads: 0, 128 or 256).")
         .def(
             "submit",
             [](KVTransfer& self, std::int64_t job_id, bool h2d, std::vector<std::int64_t> gpu_ids,

@@ -54,11 +54,28 @@ struct CopyArgs {
     std::uint64_t host_stride;
 };
 
-template <typename V>
+// kPrefetch (16-byte vectors only): 0, or 128/256 to ask L2 to fetch that many bytes
+// around each load (PTX .L2::128B / .L2::256B), which sets the size of the reads that go
+// out to host memory.
+template <int kPrefetch, typename V>
 __device__ __forceinline__ V load_stream(const V* p) {
     return __ldcs(p);
 }
-template <>
+template <int kPrefetch>
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+    uint4 v;
+    if constexpr (kPrefetch == 256) {
+        asm volatile("ld.global.cs.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    } else if constexpr (kPrefetch == 128) {
+        asm volatile("ld.global.cs.L2::128B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    } else {
+        v = __ldcs(p);
+    }
+    return v;
+}
+template <int kPrefetch>
 __device__ __forceinline__ unsigned char load_stream(const unsigned char* p) {
     return *p;
 }
@@ -74,7 +91,7 @@ __device__ __forceinline__ void store_stream(unsigned char* p, unsigned char v) 
 // Chunk c = (block i of the job, chunk j of the block), i = c / lk. Each CTA moves a
 // contiguous range of whole chunks (so a CTA writes whole runs of a host slot); each
 // thread keeps the loads of G chunks x kUnroll vectors in flight before it stores.
-template <typename V, bool kToHost, int G>
+template <typename V, bool kToHost, int G, int kPrefetch>
 __global__ void __launch_bounds__(kMaxThreads) kv_copy_kernel(CopyArgs a) {
     const std::uint64_t total = std::uint64_t(a.num_blocks) * a.lk;
     const std::uint64_t c0 = total * blockIdx.x / gridDim.x;
@@ -104,7 +121,7 @@ __global__ void __launch_bounds__(kMaxThreads) kv_copy_kernel(CopyArgs a) {
                 for (int u = 0; u < kUnroll; ++u) {
                     const std::uint32_t idx = v + u * blockDim.x;
                     if (have[g] && idx < a.chunk_vecs) {
-                        r[g][u] = load_stream(src[g] + idx);
+                        r[g][u] = load_stream<kPrefetch>(src[g] + idx);
                     }
                 }
             }
@@ -122,22 +139,32 @@ __global__ void __launch_bounds__(kMaxThreads) kv_copy_kernel(CopyArgs a) {
     }
 }
 
-template <typename V, bool kToHost>
+template <typename V, bool kToHost, int kPf>
 cudaError_t launch_g(const CopyArgs& a, unsigned grid, unsigned threads, unsigned g,
                      cudaStream_t stream) {
     switch (g) {
-        case 1: kv_copy_kernel<V, kToHost, 1><<<grid, threads, 0, stream>>>(a); break;
-        case 2: kv_copy_kernel<V, kToHost, 2><<<grid, threads, 0, stream>>>(a); break;
-        default: kv_copy_kernel<V, kToHost, 4><<<grid, threads, 0, stream>>>(a); break;
+        case 1: kv_copy_kernel<V, kToHost, 1, kPf><<<grid, threads, 0, stream>>>(a); break;
+        case 2: kv_copy_kernel<V, kToHost, 2, kPf><<<grid, threads, 0, stream>>>(a); break;
+        default: kv_copy_kernel<V, kToHost, 4, kPf><<<grid, threads, 0, stream>>>(a); break;
     }
     return cudaGetLastError();
 }
 
+template <typename V, bool kToHost>
+cudaError_t launch_p(const CopyArgs& a, unsigned grid, unsigned threads, unsigned g,
+                     unsigned prefetch, cudaStream_t stream) {
+    if constexpr (sizeof(V) == 16) {
+        if (prefetch == 256) return launch_g<V, kToHost, 256>(a, grid, threads, g, stream);
+        if (prefetch == 128) return launch_g<V, kToHost, 128>(a, grid, threads, g, stream);
+    }
+    return launch_g<V, kToHost, 0>(a, grid, threads, g, stream);
+}
+
 template <typename V>
 cudaError_t launch_v(const CopyArgs& a, bool to_host, unsigned grid, unsigned threads,
-                     unsigned g, cudaStream_t stream) {
-    return to_host ? launch_g<V, true>(a, grid, threads, g, stream)
-                   : launch_g<V, false>(a, grid, threads, g, stream);
+                     unsigned g, unsigned prefetch, cudaStream_t stream) {
+    return to_host ? launch_p<V, true>(a, grid, threads, g, prefetch, stream)
+                   : launch_p<V, false>(a, grid, threads, g, prefetch, stream);
 }
 
 // ---- pools of per-job resources ------------------------------------------------------------
@@ -249,10 +276,11 @@ struct KVTransfer::Impl {
 
     cudaError_t launch(const CopyArgs& a, bool to_host, unsigned grid, cudaStream_t s) const {
         const unsigned g = opt.chunks_per_iter;
+        const unsigned pf = opt.l2_prefetch;
         switch (vec_size) {
-            case 16: return launch_v<uint4>(a, to_host, grid, opt.threads, g, s);
-            case 4: return launch_v<unsigned int>(a, to_host, grid, opt.threads, g, s);
-            default: return launch_v<unsigned char>(a, to_host, grid, opt.threads, g, s);
+            case 16: return launch_v<uint4>(a, to_host, grid, opt.threads, g, pf, s);
+            case 4: return launch_v<unsigned int>(a, to_host, grid, opt.threads, g, pf, s);
+            default: return launch_v<unsigned char>(a, to_host, grid, opt.threads, g, pf, s);
         }
     }
 
@@ -460,6 +488,9 @@ KVTransfer::KVTransfer(const KVTransferOptions& options) : impl_(std::make_uniqu
     }
     if (o.chunks_per_iter != 1 && o.chunks_per_iter != 2 && o.chunks_per_iter != 4) {
         throw std::invalid_argument("chunks_per_iter must be 1, 2 or 4");
+    }
+    if (o.l2_prefetch != 0 && o.l2_prefetch != 128 && o.l2_prefetch != 256) {
+        throw std::invalid_argument("l2_prefetch must be 0, 128 or 256");
     }
     m.set_device();
     check(cudaDeviceGetAttribute(&m.sms, cudaDevAttrMultiProcessorCount, o.device),

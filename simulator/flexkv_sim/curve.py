@@ -203,6 +203,106 @@ def check_lru_config(inp: ReplayInput) -> None:
             )
 
 
+class StackDistances:
+    """LRU stack distances of a trace's blocks, computed one run of blocks at a time.
+
+    Requests are fed in trace order to :meth:`touch`; a request touches every block of
+    its prompt, from the last to the first (the replay's order).
+    """
+
+    def __init__(self, requests: int) -> None:
+        self._size = requests
+        self._fenwick = [0] * (requests + 1)  # live blocks last touched by slot 1..size
+        self._root = _Run((), 0, 0, 0)
+        self._slot = 0
+        self.live = 0  # distinct blocks seen so far
+
+    def touch(self, keys: Sequence[int]) -> list[tuple[int, int, int]]:
+        """The next request: ``(k1, k2, base)`` for each run of its known blocks.
+
+        Blocks ``k1 .. k2-1`` had stack distances ``base + k`` before this request; the
+        runs cover its longest known prefix, and the blocks after it were never seen.
+        """
+        fenwick, size = self._fenwick, self._size
+        self._slot += 1
+        r = self._slot
+        n = len(keys)
+        path, matched = _walk(self._root, keys, n)
+        live = self.live
+        runs = []
+        i = 0
+        while i < len(path):
+            q = path[i].owner
+            k1 = path[i].start
+            while i < len(path) and path[i].owner == q:
+                path[i].owner = r
+                i += 1
+            k2 = path[i - 1].end
+            # Blocks touched after q's, then q's own from a_q = k1 (live before r).
+            before = 0
+            x = q
+            while x:
+                before += fenwick[x]
+                x &= x - 1
+            runs.append((k1, k2, live - before + 1 - k1))
+            x = q
+            gone = k2 - k1
+            while x <= size:
+                fenwick[x] -= gone
+                x += x & -x
+        if matched < n:
+            parent = path[-1] if path else self._root
+            parent.children[keys[matched]] = _Run(keys, matched, n, r)
+        x = r
+        while x <= size:
+            fenwick[x] += n
+            x += x & -x
+        self.live = live + n - matched
+        return runs
+
+
+class _Tally:
+    """Hit tokens by distance: ranges of full blocks and points of partial last blocks."""
+
+    def __init__(self, tokens_per_block: int) -> None:
+        self.tpb = tokens_per_block
+        self.gets = 0
+        self.prompt_tokens = 0
+        self.starts: list[int] = []  # distances [start, end) of full-token blocks
+        self.ends: list[int] = []
+        self.point_d: list[int] = []  # distance and tokens of partial last blocks
+        self.point_w: list[int] = []
+
+    def add(self, runs: list[tuple[int, int, int]], first: int, tokens: int) -> None:
+        """A GET whose blocks below ``first`` came from the GPU prefix cache."""
+        self.gets += 1
+        self.prompt_tokens += tokens
+        full, partial = divmod(tokens, self.tpb)  # block `full` holds `partial` tokens
+        for k1, k2, base in runs:
+            lo = k1 if k1 > first else first
+            hi = k2 if k2 < full else full
+            if lo < hi:
+                self.starts.append(base + lo)
+                self.ends.append(base + hi)
+            if partial and k1 <= full < k2 and full >= first:
+                self.point_d.append(base + full)
+                self.point_w.append(partial)
+
+    def hits(self) -> np.ndarray:
+        """Hit tokens at each capacity 0..max distance (a block hits from its distance on)."""
+        s = np.asarray(self.starts, dtype=np.int64)
+        e = np.asarray(self.ends, dtype=np.int64)
+        pd_ = np.asarray(self.point_d, dtype=np.int64)
+        top = max(int(e.max()) if e.size else 0, int(pd_.max()) + 1 if pd_.size else 0)
+        count = np.bincount(s, minlength=top + 1) - np.bincount(e, minlength=top + 1)
+        delta = np.cumsum(count) * self.tpb  # tokens gained when the capacity reaches d
+        if pd_.size:
+            np.add.at(delta, pd_, np.asarray(self.point_w, dtype=np.int64))
+        hits = np.cumsum(delta[: max(top, 1)])
+        hits[0] = 0  # no block has distance 0
+        return hits
+
+
 def hit_rate_curve(
     inp: ReplayInput, *, tier: str = "cpu", progress: bool | None = None
 ) -> HitRateCurve:
@@ -223,106 +323,37 @@ def hit_rate_curve(
     requests = inp.requests
     num_gpu = config.serving_config.num_gpu_blocks
     gpu = GpuPrefixCache(num_gpu) if num_gpu > 0 else None
-    size = len(requests)
-    fenwick = [0] * (size + 1)  # live blocks last touched by request slot 1..size
-    live = 0
-    root = _Run((), 0, 0, 0)
-    starts: list[int] = []  # distances [start, end) of full-token blocks
-    ends: list[int] = []
-    point_d: list[int] = []  # distance and tokens of partial last blocks
-    point_w: list[int] = []
-    prompt_tokens = gets = 0
-    bar = progress_bar(size, "curve", progress)
+    distances = StackDistances(len(requests))
+    tally = _Tally(tpb)
+    touch, add = distances.touch, tally.add
+    bar = progress_bar(len(requests), "curve", progress)
     begin = time.perf_counter()
     with cyclic_gc_paused():
-        for r, req in enumerate(requests, 1):
+        for i, req in enumerate(requests):
             keys = req.keys
-            n = len(keys)
-            tokens = req.num_tokens
-            first = 0
-            handle = None
-            if gpu is not None:
-                first, handle = gpu.acquire(keys, req.t)
-            path, matched = _walk(root, keys, n)
-            counted = req.op == "get"
-            if counted:
-                gets += 1
-                prompt_tokens += tokens
-            full, partial = divmod(tokens, tpb)  # block `full` holds `partial` tokens
-            i = 0
-            while i < len(path):
-                run = path[i]
-                q = run.owner
-                k1 = run.start
-                while i < len(path) and path[i].owner == q:
-                    path[i].owner = r
-                    i += 1
-                k2 = path[i - 1].end
-                # Blocks touched after q's, then q's own from a_q = k1 (live before r).
-                before = 0
-                x = q
-                while x:
-                    before += fenwick[x]
-                    x &= x - 1
-                base = live - before + 1 - k1  # distance of block k is base + k
-                if counted:
-                    lo = k1 if k1 > first else first
-                    hi = k2 if k2 < full else full
-                    if lo < hi:
-                        starts.append(base + lo)
-                        ends.append(base + hi)
-                    if partial and k1 <= full < k2 and full >= first:
-                        point_d.append(base + full)
-                        point_w.append(partial)
-                x = q
-                gone = k2 - k1
-                while x <= size:
-                    fenwick[x] -= gone
-                    x += x & -x
-            if matched < n:
-                parent = path[-1] if path else root
-                parent.children[keys[matched]] = _Run(keys, matched, n, r)
-            x = r
-            while x <= size:
-                fenwick[x] += n
-                x += x & -x
-            live += n - matched
+            first, handle = gpu.acquire(keys, req.t) if gpu is not None else (0, None)
+            runs = touch(keys)
+            if req.op == "get":
+                add(runs, first, req.num_tokens)
             if gpu is not None:
                 gpu.release(keys, handle, req.t)
-            if r & 1023 == 0:
+            if i & 1023 == 1023:
                 bar.update(1024)
-    hits = _cumulate(tpb, starts, ends, point_d, point_w)
+    hits = tally.hits()
     wall_s = time.perf_counter() - begin
-    bar.update(size & 1023)
+    bar.update(len(requests) & 1023)
     bar.close()
     return HitRateCurve(
         tier=tier,
         tokens_per_block=tpb,
-        requests=size,
-        gets=gets,
-        prompt_tokens=prompt_tokens,
-        distinct_blocks=live,
+        requests=len(requests),
+        gets=tally.gets,
+        prompt_tokens=tally.prompt_tokens,
+        distinct_blocks=distances.live,
         configured_blocks=config.cache_config.num_cpu_blocks,
         hits=hits,
         wall_s=wall_s,
     )
-
-
-def _cumulate(
-    tpb: int, starts: list[int], ends: list[int], point_d: list[int], point_w: list[int]
-) -> np.ndarray:
-    """Hit tokens at each capacity 0..max distance from the distance ranges and points."""
-    s = np.asarray(starts, dtype=np.int64)
-    e = np.asarray(ends, dtype=np.int64)
-    pd_ = np.asarray(point_d, dtype=np.int64)
-    top = max(int(e.max()) if e.size else 0, int(pd_.max()) + 1 if pd_.size else 0)
-    count = np.bincount(s, minlength=top + 1) - np.bincount(e, minlength=top + 1)
-    delta = np.cumsum(count) * tpb  # tokens gained when the capacity reaches d
-    if pd_.size:
-        np.add.at(delta, pd_, np.asarray(point_w, dtype=np.int64))
-    hits = np.cumsum(delta[: max(top, 1)])
-    hits[0] = 0  # no block has distance 0
-    return hits
 
 
 # ---- output -----------------------------------------------------------------------------

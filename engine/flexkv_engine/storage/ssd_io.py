@@ -28,6 +28,7 @@ import ctypes
 import errno
 import functools
 import logging
+import operator
 import os
 import queue
 import threading
@@ -76,10 +77,10 @@ def _resolve_host(
     host: HostArg, stride: int | None, count: int | None
 ) -> tuple[int, int, int, object]:
     """``(base address, stride, slot count, object to keep alive)`` from either form."""
-    if isinstance(host, int):
+    if not hasattr(host, "base_ptr"):
         if stride is None or count is None:
             raise TypeError("with a raw host address, give host_stride and num_host_blocks")
-        return host, stride, count, None
+        return operator.index(host), stride, count, None  # type: ignore[arg-type]
     ptr, own_stride, own_count = int(host.base_ptr), int(host.stride), int(host.num_blocks)
     if (stride not in (None, own_stride)) or (count not in (None, own_count)):
         raise ValueError(

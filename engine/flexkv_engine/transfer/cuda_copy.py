@@ -58,6 +58,7 @@ class CudaCopyMover:
         staging_blocks: int = 32,
         threads: int = 512,
         chunks_per_iter: int = 2,
+        l2_prefetch: int = 0,
     ) -> None:
         from .. import _native
 
@@ -76,7 +77,7 @@ class CudaCopyMover:
             host.num_blocks, layout.num_layers, layout.kv, layout.chunk_bytes,
             sms_h2d=sms_h2d, sms_d2h=sms_d2h, ce_h2d=ce_h2d, ce_d2h=ce_d2h,
             ce_batch=ce_batch, staging_blocks=staging_blocks, threads=threads,
-            chunks_per_iter=chunks_per_iter,
+            chunks_per_iter=chunks_per_iter, l2_prefetch=l2_prefetch,
         )
         self._refused: deque[Done] = deque()  # jobs the engine would not take
 
