@@ -17,7 +17,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # Torch is installed first, pinned, and only when missing: pip resolving an unpinned torch
 # would pull GBs of CUDA packages. 2.13.0 is the local CPU wheel (pip's find-links).
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,engine
+EXTRAS ?= dev,engine,ray
 APT_PACKAGES ?= liburing-dev fio redis-server chromium chromium-driver \
 	cmake ninja-build pkg-config g++
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -53,8 +53,15 @@ def measure(inp: ReplayInput, repeat: int) -> dict:
         wall, result = timed(lambda p=point: replay_hitrate(p, progress=False), repeat)
         sweep_s += wall
         rate = result.planner.stats.hit_rate
-        points.append({"tokens": tokens, "blocks": blocks, "replay_s": round(wall, 3),
-                       "hit_rate": round(rate, 4), "curve_equal": curve.hit_rate_at(blocks) == rate})
+        points.append(
+            {
+                "tokens": tokens,
+                "blocks": blocks,
+                "replay_s": round(wall, 3),
+                "hit_rate": round(rate, 4),
+                "curve_equal": curve.hit_rate_at(blocks) == rate,
+            }
+        )
     return {
         "tokens_per_block": tpb,
         "block_accesses": sum(len(r.keys) for r in inp.requests),
@@ -74,11 +81,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     inp = prepare_replay(public_traces_dir() / "conversation_trace.jsonl")
-    fine = [dataclasses.replace(r, keys=expand_keys(r.keys, 32, r.num_tokens, 16))
-            for r in inp.requests]
+    fine = [
+        dataclasses.replace(r, keys=expand_keys(r.keys, 32, r.num_tokens, 16)) for r in inp.requests
+    ]
     cc16 = dataclasses.replace(inp.config.cache_config, tokens_per_block=16)
-    inp16 = dataclasses.replace(inp, requests=fine, recorded_tokens_per_block=16,
-                                config=dataclasses.replace(inp.config, cache_config=cc16))
+    inp16 = dataclasses.replace(
+        inp,
+        requests=fine,
+        recorded_tokens_per_block=16,
+        config=dataclasses.replace(inp.config, cache_config=cc16),
+    )
     report = {
         "python": platform.python_version(),
         "requests": len(inp.requests),

@@ -29,22 +29,46 @@ def register(group: click.Group) -> None:
 @click.command()
 @click.argument("trace", type=click.Path(exists=True, dir_okay=False))
 @trace_options
-@click.option("--tier", type=click.Choice(CURVE_TIERS), default="cpu", show_default=True,
-              help="Tier whose capacity varies.")
-@click.option("--points", "kind", type=click.Choice(POINT_KINDS), default="changes",
-              show_default=True,
-              help="changes: a row wherever the hit rate changes. corners: a row only where "
-              "its slope changes (between two rows it grows linearly, exactly): far fewer "
-              "rows at fine block sizes.")
+@click.option(
+    "--tier",
+    type=click.Choice(CURVE_TIERS),
+    default="cpu",
+    show_default=True,
+    help="Tier whose capacity varies.",
+)
+@click.option(
+    "--points",
+    "kind",
+    type=click.Choice(POINT_KINDS),
+    default="changes",
+    show_default=True,
+    help="changes: a row wherever the hit rate changes. corners: a row only where "
+    "its slope changes (between two rows it grows linearly, exactly): far fewer "
+    "rows at fine block sizes.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the curve as JSON to stdout.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Write curve.csv, curve.json and curve.html (plot) here.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write curve.csv, curve.json and curve.html (plot) here.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
 @exit_on_bad_input
 def curve(
-    trace: str, trace_format: str | None, block_size: int | None, config_path: str | None,
-    overrides: tuple[str, ...], tier: str, kind: str, as_json: bool, out: str | None,
+    trace: str,
+    trace_format: str | None,
+    block_size: int | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    tier: str,
+    kind: str,
+    as_json: bool,
+    out: str | None,
     progress: bool | None,
 ) -> None:
     """LRU hit rate of a tier at EVERY capacity, in one pass over TRACE.
@@ -56,12 +80,18 @@ def curve(
     """
     from .curve import curve_summary, curve_table, hit_rate_curve, write_curve_dir
 
-    inp = prepare_replay(trace, trace_format=trace_format, block_size=block_size,
-                         config_path=config_path, overrides=overrides)
+    inp = prepare_replay(
+        trace,
+        trace_format=trace_format,
+        block_size=block_size,
+        config_path=config_path,
+        overrides=overrides,
+    )
     result = hit_rate_curve(inp, tier=tier, progress=progress)
     if out is not None:
-        write_curve_dir(Path(out), result, kind, trace=inp.trace_path,
-                        trace_name=Path(inp.trace_path).name)
+        write_curve_dir(
+            Path(out), result, kind, trace=inp.trace_path, trace_name=Path(inp.trace_path).name
+        )
     if as_json:
         summary = curve_summary(result, kind)
         summary["trace"] = inp.trace_path
@@ -74,14 +104,20 @@ def curve(
     cc = inp.config.cache_config
     others = [t for t in ("ssd", "remote") if cc.tier_enabled(t)]
     tell = [
-        f"{result.requests} requests, {result.distinct_blocks} distinct blocks of "
-        f"{result.tokens_per_block} tokens, curve in {result.wall_s:.3f} s",
-        f"infinite-cache hit rate {result.max_hit_rate:.4f} from "
-        f"{result.max_capacity} blocks; 90% of it from {result.capacity_for(0.9)} blocks",
+        (
+            f"{result.requests} requests, {result.distinct_blocks} distinct blocks of "
+            f"{result.tokens_per_block} tokens, curve in {result.wall_s:.3f} s"
+        ),
+        (
+            f"infinite-cache hit rate {result.max_hit_rate:.4f} from "
+            f"{result.max_capacity} blocks; 90% of it from {result.capacity_for(0.9)} blocks"
+        ),
     ]
     if others:
-        tell.append(f"note: {' and '.join(others)} enabled: the curve is the CPU tier's "
-                    "share (hit_rate_by_tier.cpu), not the total hit rate")
+        tell.append(
+            f"note: {' and '.join(others)} enabled: the curve is the CPU tier's "
+            "share (hit_rate_by_tier.cpu), not the total hit rate"
+        )
     if out is not None:
         tell.append(f"results in {out} (curve.csv, curve.json, curve.html)")
     for line in tell:
@@ -90,24 +126,54 @@ def curve(
 
 @click.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
-@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2,...",
-              help="A config key path (as --set takes it) or 'hardware' (profiles joined "
-              "with '+'), and its values; repeat for a cartesian grid.")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes (or Ray actors); each loads the trace once.")
-@click.option("--mode", type=click.Choice(["hitrate", "timing"]), default=None,
-              help="Replay mode (default: the scenario's, else hitrate).")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Result directory [default: runs/<scenario>-sweep].")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="local: a process pool. ray: Ray actors (optional "
-              "dependency; a local Ray instance unless --address).")
+@click.option(
+    "--grid",
+    "grid",
+    multiple=True,
+    metavar="KEY=V1,V2,...",
+    help="A config key path (as --set takes it) or 'hardware' (profiles joined "
+    "with '+'), and its values; repeat for a cartesian grid.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes (or Ray actors); each loads the trace once.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["hitrate", "timing"]),
+    default=None,
+    help="Replay mode (default: the scenario's, else hitrate).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Result directory [default: runs/<scenario>-sweep].",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool. ray: Ray actors (optional "
+    "dependency; a local Ray instance unless --address).",
+)
 @click.option("--address", default=None, help="Ray cluster address (ray.init(address=...)).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON to stdout.")
 @exit_on_bad_input
 def sweep(
-    scenario: str, grid: tuple[str, ...], jobs: int, mode: str | None, out: str | None,
-    executor: str, address: str | None, as_json: bool,
+    scenario: str,
+    grid: tuple[str, ...],
+    jobs: int,
+    mode: str | None,
+    out: str | None,
+    executor: str,
+    address: str | None,
+    as_json: bool,
 ) -> None:
     """Replay SCENARIO at every point of a grid of config overrides, in parallel.
 
@@ -134,12 +200,16 @@ def sweep(
 
     def tell(row: dict) -> None:
         values = ", ".join(f"{k}={row[k]}" for k, _ in axes)
-        click.echo(f"point {row['point']}: {values or '(base)'}: hit rate "
-                   f"{row['hit_rate']:.4f} ({row['wall_s']:.2f} s)", err=True)
+        click.echo(
+            f"point {row['point']}: {values or '(base)'}: hit rate "
+            f"{row['hit_rate']:.4f} ({row['wall_s']:.2f} s)",
+            err=True,
+        )
 
     try:
-        result = run_sweep(spec, axes, jobs=jobs, mode=mode, executor=executor,
-                           address=address, on_row=tell)
+        result = run_sweep(
+            spec, axes, jobs=jobs, mode=mode, executor=executor, address=address, on_row=tell
+        )
     except SweepError as exc:
         click.echo(f"flexkv-sim: error: {exc}", err=True)
         sys.exit(2)
@@ -147,19 +217,21 @@ def sweep(
     dashboard = write_dashboard(out_dir)
     if as_json:
         echo_json(result.rows)
-    click.echo(f"{len(result.rows)} points in {result.wall_s:.1f} s "
-               f"({result.executor}, {result.jobs} jobs)", err=as_json)
-    click.echo(f"results in {out_dir} (results.csv, results.parquet, results.json)",
-               err=as_json)
+    click.echo(
+        f"{len(result.rows)} points in {result.wall_s:.1f} s "
+        f"({result.executor}, {result.jobs} jobs)",
+        err=as_json,
+    )
+    click.echo(f"results in {out_dir} (results.csv, results.parquet, results.json)", err=as_json)
     click.echo(f"dashboard {dashboard}", err=as_json)
 
 
 @click.command()
-@click.argument("run_dirs", nargs=-1, required=True,
-                type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--labels", default=None, help="Comma-separated names of the runs, in order.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="HTML page to write.")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML page to write."
+)
 @exit_on_bad_input
 def compare(run_dirs: tuple[str, ...], labels: str | None, output: str) -> None:
     """One page comparing the replays in RUN_DIR... (result directories of --out)."""

@@ -54,7 +54,7 @@ POINT_KINDS = ("changes", "corners")
 MAX_PLOT_POINTS = 4000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: holds an array
 class HitRateCurve:
     """Hit tokens of one tier at every capacity (in blocks of ``tokens_per_block``).
 
@@ -120,8 +120,9 @@ def _with_ends(inner: np.ndarray, last: int) -> np.ndarray:
     """Sorted capacities ``inner`` (all in 1..last) with 0 and ``last`` added."""
     head = [0]
     tail = [last] if last > 0 and (inner.size == 0 or inner[-1] != last) else []
-    return np.concatenate((np.asarray(head, dtype=np.int64), inner,
-                           np.asarray(tail, dtype=np.int64)))
+    return np.concatenate(
+        (np.asarray(head, dtype=np.int64), inner, np.asarray(tail, dtype=np.int64))
+    )
 
 
 class _Run:
@@ -314,8 +315,9 @@ def hit_rate_curve(
     plain LRU (see :func:`check_lru_config`).
     """
     if tier not in TIERS:
-        raise ConfigError(f"unknown tier {tier!r}; choose from: {', '.join(TIERS)}",
-                          key_path="tier")
+        raise ConfigError(
+            f"unknown tier {tier!r}; choose from: {', '.join(TIERS)}", key_path="tier"
+        )
     check_lru_config(inp)
     config = inp.config
     tpb = config.cache_config.tokens_per_block
@@ -381,8 +383,7 @@ def curve_summary(curve: HitRateCurve, kind: str = "changes") -> dict[str, Any]:
         },
         "configured_blocks": curve.configured_blocks,
         "configured_hit_rate": (
-            None if curve.configured_blocks is None
-            else curve.hit_rate_at(curve.configured_blocks)
+            None if curve.configured_blocks is None else curve.hit_rate_at(curve.configured_blocks)
         ),
         "wall_s": curve.wall_s,
         "points_kind": kind,
@@ -423,9 +424,8 @@ def write_curve_dir(out: Path, curve: HitRateCurve, kind: str = "changes", **met
     summary = curve_summary(curve, kind)
     summary.update(meta)
     caps, rates = curve_table(curve, kind)
-    pd.DataFrame({"capacity_blocks": caps, "hit_rate": rates}).to_csv(
-        out / "curve.csv", index=False
-    )
+    frame = pd.DataFrame({"capacity_blocks": caps, "hit_rate": rates})
+    frame.to_csv(out / "curve.csv", index=False)
     (out / "curve.json").write_text(json.dumps(summary, indent=1) + "\n")
     plot = plot_capacities(curve)
     write_curve_page(out / "curve.html", plot, curve.rates(plot), summary)
@@ -442,30 +442,28 @@ def write_curve_page(
     from .report.html import Page, fmt_int, fmt_pct, note, table
 
     tpb = summary["tokens_per_block"]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        x=capacities, y=rates, mode="lines", name="LRU hit rate",
-        line={"color": figures.TIER_COLORS["cpu"], "width": 2},
-        hovertemplate="%{x:,} blocks: %{y:.2%}<extra></extra>",
-    ))
+    line = {"color": figures.TIER_COLORS["cpu"], "width": 2}
+    fig = go.Figure(go.Scatter(x=capacities, y=rates, mode="lines", line=line,
+                               hovertemplate="%{x:,} blocks: %{y:.2%}<extra></extra>"))
+    rows = [(f"{k} of the maximum", v["capacity_blocks"], v["hit_rate"])
+            for k, v in summary["capacity_for"].items()]
     configured = summary.get("configured_blocks")
-    marks = [(f"{k} of max", v["capacity_blocks"]) for k, v in summary["capacity_for"].items()]
-    for label, cap in marks:
-        fig.add_vline(x=cap, line={"dash": "dot", "color": "#9aa5b1", "width": 1},
-                      annotation_text=label, annotation_position="bottom right")
     if configured:
-        fig.add_vline(x=configured, line={"dash": "dash", "color": "#d62728", "width": 1},
-                      annotation_text="configured", annotation_position="top left")
+        rows.append(("configured", configured, summary.get("configured_hit_rate")))
+    for label, cap, _ in rows:
+        mine = label == "configured"
+        fig.add_vline(x=cap, annotation_text=label.replace(" the maximum", " max"),
+                      annotation_position="top left" if mine else "bottom right",
+                      line={"dash": "dash" if mine else "dot", "width": 1,
+                            "color": "#d62728" if mine else "#9aa5b1"})
     figures.styled(fig, f"{summary['tier'].upper()} tier hit rate by capacity (LRU)",
                    f"capacity (blocks of {tpb} tokens)", "hit rate (share of prompt tokens)",
                    percent_y=True)
+    axis_buttons = [{"label": t, "method": "relayout", "args": [{"xaxis.type": t}]}
+                    for t in ("linear", "log")]
     fig.update_layout(showlegend=False, updatemenus=[{
         "type": "buttons", "direction": "right", "x": 1.0, "xanchor": "right", "y": 1.12,
-        "buttons": [
-            {"label": "linear", "method": "relayout", "args": [{"xaxis.type": "linear"}]},
-            {"label": "log", "method": "relayout", "args": [{"xaxis.type": "log"}]},
-        ],
-    }])
+        "buttons": axis_buttons}])
     page = Page(
         f"FlexKV Twin hit-rate curve: {summary.get('trace_name', 'trace')}",
         f"{summary['tier']} tier · {fmt_int(summary['requests'])} requests · "
@@ -473,13 +471,8 @@ def write_curve_page(
         f"{fmt_pct(summary['max_hit_rate'])}",
     )
     page.section("Hit rate by capacity", page.figure(fig), note(
-        "Exact LRU hit rate at every capacity (one pass over the trace, stack distances); "
-        "replay semantics of flexkv-sim replay --mode hitrate."))
-    rows = [[k, fmt_int(v["capacity_blocks"]), fmt_int(v["capacity_blocks"] * tpb),
-             fmt_pct(v["hit_rate"], 2)] for k, v in summary["capacity_for"].items()]
-    if configured:
-        rows.append(["configured", fmt_int(configured), fmt_int(configured * tpb),
-                     fmt_pct(summary.get("configured_hit_rate"), 2)])
-    page.section("Key capacities", table(
-        ("share of the infinite-cache hit rate", "blocks", "tokens", "hit rate"), rows))
+        "Exact LRU hit rate at every capacity (one pass over the trace, stack distances), "
+        "as flexkv-sim replay --mode hitrate counts it."))
+    cells = [(k, fmt_int(c), fmt_int(c * tpb), fmt_pct(h, 2)) for k, c, h in rows]
+    page.section("Key capacities", table(("capacity", "blocks", "tokens", "hit rate"), cells))
     return page.write(Path(out))

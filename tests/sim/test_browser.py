@@ -26,8 +26,14 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PAGES = ("report_hitrate", "report_timing", "comparison", "curve", "sweep_dashboard")
 
@@ -43,17 +49,43 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pages")
     trace = root / "chat.jsonl"
     write_trace(trace, *generate("multiturn", requests=300, seed=4, rate=10.0))
-    invoke("replay", str(trace), "--set", "cache_config.num_cpu_blocks=400",
-           "--out", str(root / "hit"))
-    invoke("replay", str(trace), "--set", "cache_config.num_cpu_blocks=400", "--mode",
-           "timing", "--hardware", "ci-cpu", "--out", str(root / "timed"))
-    invoke("compare", str(root / "hit"), str(root / "timed"), "--labels", "hit,timed",
-           "-o", str(root / "comparison.html"))
+    invoke(
+        "replay", str(trace), "--set", "cache_config.num_cpu_blocks=400", "--out", str(root / "hit")
+    )
+    invoke(
+        "replay",
+        str(trace),
+        "--set",
+        "cache_config.num_cpu_blocks=400",
+        "--mode",
+        "timing",
+        "--hardware",
+        "ci-cpu",
+        "--out",
+        str(root / "timed"),
+    )
+    invoke(
+        "compare",
+        str(root / "hit"),
+        str(root / "timed"),
+        "--labels",
+        "hit,timed",
+        "-o",
+        str(root / "comparison.html"),
+    )
     invoke("curve", str(trace), "--out", str(root / "curve"))
     scenario = root / "scenario.yaml"
     scenario.write_text(f"schema_version: 1\ntrace: {trace}\nmode: hitrate\n")
-    invoke("sweep", str(scenario), "--grid", "cache_config.num_cpu_blocks=100,400",
-           "--grid", "eviction_policy=lru,fifo", "--out", str(root / "sweep"))
+    invoke(
+        "sweep",
+        str(scenario),
+        "--grid",
+        "cache_config.num_cpu_blocks=100,400",
+        "--grid",
+        "eviction_policy=lru,fifo",
+        "--out",
+        str(root / "sweep"),
+    )
     return {
         "report_hitrate": root / "hit" / "report.html",
         "report_timing": root / "timed" / "report.html",
@@ -68,7 +100,10 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")  # a new, empty user-data-dir
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
             viewport={"width": 1280, "height": 900},
         )
         yield context

@@ -17,9 +17,18 @@ def runs(tmp_path_factory):
     dirs = []
     for blocks in (200, 2000):
         out = root / f"cpu{blocks}"
-        result = CliRunner().invoke(main, ["replay", str(trace), "--set",
-                                           f"cache_config.num_cpu_blocks={blocks}",
-                                           "--out", str(out), "--no-report"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "replay",
+                str(trace),
+                "--set",
+                f"cache_config.num_cpu_blocks={blocks}",
+                "--out",
+                str(out),
+                "--no-report",
+            ],
+        )
         assert result.exit_code == 0, result.output
         dirs.append(out)
     return dirs
@@ -27,8 +36,9 @@ def runs(tmp_path_factory):
 
 def test_compare_writes_one_page_with_the_labels(runs, tmp_path) -> None:
     out = tmp_path / "cmp.html"
-    result = CliRunner().invoke(main, ["compare", *map(str, runs), "--labels",
-                                       "small, large", "-o", str(out)])
+    result = CliRunner().invoke(
+        main, ["compare", *map(str, runs), "--labels", "small, large", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert str(out) in result.output
     page = out.read_text()

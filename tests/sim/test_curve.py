@@ -57,8 +57,9 @@ def random_requests(seed: int, count: int, tpb: int) -> list[RequestRecord]:
 
 def replay_input(requests: list[RequestRecord], tpb: int, *overrides: str) -> ReplayInput:
     config = load_config(overrides=list(overrides), env={}).resolve(trace_tokens_per_block=tpb)
-    return ReplayInput(config, TraceHeader(SCHEMA_VERSION, "test", tpb), requests,
-                       "memory", "test", tpb, 0.0)
+    return ReplayInput(
+        config, TraceHeader(SCHEMA_VERSION, "test", tpb), requests, "memory", "test", tpb, 0.0
+    )
 
 
 def replayed(inp: ReplayInput, capacity: int) -> tuple[int, float, float]:
@@ -82,8 +83,9 @@ def assert_matches_replay(curve: HitRateCurve, inp: ReplayInput, capacities) -> 
 @pytest.mark.parametrize("gpu_blocks", [0, 3])
 def test_every_capacity_of_random_traces_equals_the_replay(seed: int, gpu_blocks: int) -> None:
     tpb = 4
-    inp = replay_input(random_requests(seed, 70, tpb), tpb,
-                       f"serving_config.num_gpu_blocks={gpu_blocks}")
+    inp = replay_input(
+        random_requests(seed, 70, tpb), tpb, f"serving_config.num_gpu_blocks={gpu_blocks}"
+    )
     curve = hit_rate_curve(inp, progress=False)
     assert curve.distinct_blocks >= curve.max_capacity
     assert_matches_replay(curve, inp, range(1, curve.distinct_blocks + 3))
@@ -100,8 +102,22 @@ def workload_trace(request, tmp_path_factory):
 
 def sample_capacities(curve: HitRateCurve) -> list[int]:
     top = curve.max_capacity
-    return sorted({1, 2, 17, top // 7, top // 3, top // 2, top - 1, top, top + 5,
-                   curve.capacity_for(0.5), curve.capacity_for(0.9)} - {0})
+    return sorted(
+        {
+            1,
+            2,
+            17,
+            top // 7,
+            top // 3,
+            top // 2,
+            top - 1,
+            top,
+            top + 5,
+            curve.capacity_for(0.5),
+            curve.capacity_for(0.9),
+        }
+        - {0}
+    )
 
 
 @pytest.mark.parametrize("block", [16, 64])
@@ -114,8 +130,10 @@ def test_generated_workloads_match_the_replay(workload_trace, block: int) -> Non
 
 def test_cpu_share_is_the_same_with_an_ssd_tier(workload_trace) -> None:
     """The CPU tier gets every block a request matches or inserts, SSD or not."""
-    inp = prepare_replay(workload_trace, overrides=["cache_config.enable_ssd=true",
-                                                    "cache_config.num_ssd_blocks=3000"])
+    inp = prepare_replay(
+        workload_trace,
+        overrides=["cache_config.enable_ssd=true", "cache_config.num_ssd_blocks=3000"],
+    )
     curve = hit_rate_curve(inp, progress=False)
     assert_matches_replay(curve, inp, sample_capacities(curve)[:6])
 
@@ -138,11 +156,13 @@ def test_listed_capacities_describe_the_whole_curve() -> None:
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("cache_config.eviction_policy=lfu", "eviction_policy"),
-     ("cache_config.evict_ratio=0.05", "evict_ratio"),
-     ("cache_config.evict_start_threshold=0.9", "evict_start_threshold"),
-     ("cache_config.hit_reward_seconds=5", "hit_reward_seconds"),
-     ("cache_config.store_after_hits=1", "store_after_hits")],
+    [
+        ("cache_config.eviction_policy=lfu", "eviction_policy"),
+        ("cache_config.evict_ratio=0.05", "evict_ratio"),
+        ("cache_config.evict_start_threshold=0.9", "evict_start_threshold"),
+        ("cache_config.hit_reward_seconds=5", "hit_reward_seconds"),
+        ("cache_config.store_after_hits=1", "store_after_hits"),
+    ],
 )
 def test_refuses_configs_that_are_not_plain_lru(override: str, key: str) -> None:
     inp = replay_input(random_requests(1, 10, 4), 4, override)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 
 import pytest
@@ -30,9 +31,18 @@ def test_cli_choices_match_the_library() -> None:
 
 def test_json_points_and_files(trace, tmp_path) -> None:
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["curve", str(trace), "--set",
-                                       "cache_config.tokens_per_block=32", "--json",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "curve",
+            str(trace),
+            "--set",
+            "cache_config.tokens_per_block=32",
+            "--json",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     points = data["points"]
@@ -41,11 +51,16 @@ def test_json_points_and_files(trace, tmp_path) -> None:
     caps = [p["capacity_blocks"] for p in points]
     assert caps == sorted(set(caps))
     rates = [p["hit_rate"] for p in points]
-    assert all(a < b for a, b in zip(rates[1:-1], rates[2:], strict=False))  # each row a change
+    assert all(a < b for a, b in itertools.pairwise(rates))  # each row is a change
     # A listed capacity equals the replay there.
     mid = points[len(points) // 2]
-    inp = prepare_replay(trace, overrides=["cache_config.tokens_per_block=32",
-                                           f"cache_config.num_cpu_blocks={mid['capacity_blocks']}"])
+    inp = prepare_replay(
+        trace,
+        overrides=[
+            "cache_config.tokens_per_block=32",
+            f"cache_config.num_cpu_blocks={mid['capacity_blocks']}",
+        ],
+    )
     assert replay_hitrate(inp, progress=False).planner.stats.hit_rate == mid["hit_rate"]
     for name in ("curve.csv", "curve.json", "curve.html"):
         assert (out / name).is_file()
@@ -63,14 +78,16 @@ def test_csv_on_stdout_and_corners(trace) -> None:
 
 
 def test_not_plain_lru_exits_2(trace) -> None:
-    result = CliRunner().invoke(main, ["curve", str(trace), "--set",
-                                       "cache_config.eviction_policy=slru"])
+    result = CliRunner().invoke(
+        main, ["curve", str(trace), "--set", "cache_config.eviction_policy=slru"]
+    )
     assert result.exit_code == 2
     assert "cache_config.eviction_policy" in result.output
 
 
 def test_ssd_tier_is_noted(trace) -> None:
-    result = CliRunner().invoke(main, ["curve", str(trace), "--set",
-                                       "cache_config.num_ssd_blocks=500", "--json"])
+    result = CliRunner().invoke(
+        main, ["curve", str(trace), "--set", "cache_config.num_ssd_blocks=500", "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert "CPU tier's share" in result.stderr

@@ -24,7 +24,9 @@ def local_ray():
 @pytest.mark.slow
 def test_ray_sweep_equals_the_local_sweep(local_ray) -> None:
     scenario = scenario_from_dict(SCENARIO)
-    axes = parse_grid(["cache_config.num_cpu_blocks=100,1000", "cache_config.tokens_per_block=16,64"])
+    axes = parse_grid(
+        ["cache_config.num_cpu_blocks=100,1000", "cache_config.tokens_per_block=16,64"]
+    )
     remote = run_sweep(scenario, axes, jobs=2, executor="ray")
     local = run_sweep(scenario, axes, jobs=1)
     assert remote.executor == "ray" and len(remote.rows) == 4

@@ -12,7 +12,9 @@ block: 32 KiB per layer and K/V, 2 MiB per block). ``blocks`` random GPU blocks 
 
 The reference, timed in the same run on the same buffers, is one contiguous
 cudaMemcpyAsync of the same bytes each way, and two such copies at once (one each way)
-for the duplex figure. Path times are GPU times between the job's CUDA events; duplex
+for the duplex figures; a reference round runs just before every measured round, and
+each ratio is the median of the per-round ratios (the link's speed drifts by a few per
+cent between minutes). Path times are GPU times between the job's CUDA events; duplex
 times are host wall time from the two submits to both completions. Every figure is the
 median of ``repeat`` rounds (fresh random ids each round) after one warm-up round.
 GB/s = 1e9 bytes per second.
@@ -41,6 +43,14 @@ LLAMA3_8B = KVLayout(
     dtype_size=2,
 )
 DEFAULT_SMS = (4, 8, 16, 32)
+# Paths (H2D, D2H) timed with both directions at once.
+DUPLEX_PAIRS = (
+    ("sm", "sm"),
+    ("ce", "ce"),
+    ("ce_per_copy", "ce_per_copy"),
+    ("ce", "sm"),
+    ("sm", "ce"),
+)
 
 
 class GpuBenchError(RuntimeError):
@@ -66,9 +76,8 @@ class _Runner:
         self.rng = random.Random(seed)
         self.blocks, self.repeat = blocks, repeat
         self.num = 2 * blocks  # GPU blocks and host slots: room for disjoint sets each way
-        say(
-            f"allocating {self.num * layout.block_bytes / 2**30:.1f} GiB on the GPU and pinned host"
-        )
+        gib = self.num * layout.block_bytes / 2**30
+        say(f"allocating {gib:.1f} GiB on the GPU and {gib:.1f} GiB of pinned host memory")
         self.gpu = GpuKVCache(layout, self.num, "cuda")
         self.host = HostPool(layout, self.num, pin=True)
         self.device = self.gpu.kv.device.index or 0
@@ -79,6 +88,7 @@ class _Runner:
         self.mover = CudaCopyMover(self.host, self.gpu, **mover_args)
         self.nbytes = blocks * layout.block_bytes
         self._job_ids = itertools.count(1)
+        self.refs: dict[str, list[float]] = {}  # every reference round, by kind
 
     def run_jobs(self, specs: list[tuple[bool, int, int]]) -> tuple[float, list[float]]:
         """Submit (h2d, mode, sms) jobs on disjoint random blocks; wall s, GPU s each."""
@@ -106,48 +116,37 @@ class _Runner:
                 times[wanted.pop(done.job_id)] = done.transfer_s
         return time.perf_counter() - began, times
 
-    def path_gbps(self, h2d: bool, mode: int, grid: int = 0) -> float:
-        """One direction: GPU time between the job's events."""
-        self.run_jobs([(h2d, mode, grid)])  # warm-up
-        return statistics.median(
-            self.nbytes / self.run_jobs([(h2d, mode, grid)])[1][0] / 1e9 for _ in range(self.repeat)
-        )
-
-    def duplex_gbps(self, mode: int, grid: int = 0) -> float:
-        """Both directions at once: wall time from the submits to both completions."""
-        specs = [(True, mode, grid), (False, mode, grid)]
-        self.run_jobs(specs)
-        return statistics.median(
-            2 * self.nbytes / self.run_jobs(specs)[0] / 1e9 for _ in range(self.repeat)
-        )
-
-    def contiguous(self) -> dict[str, float]:
-        """One plain cudaMemcpyAsync of the same bytes each way, and two at once."""
+    def reference(self, kind: str) -> float:
+        """GB/s of one round of plain contiguous copies: h2d, d2h, or one each way at once."""
         from .. import _native
 
         g, h, n = self.gpu.kv.data_ptr(), self.host.base_ptr, self.nbytes
+        copies = {"h2d": [(g, h)], "d2h": [(h, g)], "duplex": [(g, h), (h + n, g + n)]}[kind]
+        (secs,) = _native.time_contiguous_copies(
+            self.device, [d for d, _ in copies], [s for _, s in copies], [n] * len(copies), 1
+        )
+        self.refs.setdefault(kind, []).append(len(copies) * n / secs / 1e9)
+        return self.refs[kind][-1]
 
-        def gbps(copies: list[tuple[int, int]]) -> float:
-            secs = _native.time_contiguous_copies(
-                self.device,
-                [d for d, _ in copies],
-                [s for _, s in copies],
-                [n] * len(copies),
-                self.repeat,
-            )
-            return len(copies) * n / statistics.median(secs) / 1e9
+    def measure(self, kind: str, specs: list[tuple[bool, int, int]]) -> dict[str, float]:
+        """Median GB/s of the jobs, and median ratio to the reference copy of the same kind
+        timed just before each round. One job: GPU time between its events; several (both
+        directions): host wall time from the submits to the last completion."""
+        self.run_jobs(specs)  # warm-up
+        rates, ratios = [], []
+        for _ in range(self.repeat):
+            ref = self.reference(kind)
+            wall, gpu_s = self.run_jobs(specs)
+            rate = len(specs) * self.nbytes / (gpu_s[0] if len(specs) == 1 else wall) / 1e9
+            rates.append(rate)
+            ratios.append(rate / ref)
+        return {"gbps": statistics.median(rates), "ratio": statistics.median(ratios)}
 
-        return {
-            "h2d_gbps": gbps([(g, h)]),
-            "d2h_gbps": gbps([(h, g)]),
-            "duplex_gbps": gbps([(g, h), (h + n, g + n)]),
-        }
-
-    def both_ways(self, ref: dict[str, float], mode: int, grid: int = 0) -> dict[str, Any]:
+    def both_ways(self, mode: int, grid: int = 0) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for name, h2d in (("h2d", True), ("d2h", False)):
-            row[f"{name}_gbps"] = self.path_gbps(h2d, mode, grid)
-            row[f"{name}_ratio"] = row[f"{name}_gbps"] / ref[f"{name}_gbps"]
+            m = self.measure(name, [(h2d, mode, grid)])
+            row[f"{name}_gbps"], row[f"{name}_ratio"] = m["gbps"], m["ratio"]
         return row
 
 
@@ -160,6 +159,7 @@ def run_gpu_bench(
     seed: int = 0,
     threads: int = 512,
     chunks_per_iter: int = 2,
+    l2_prefetch: int = 0,
     staging_blocks: int = 32,
     layout: KVLayout = LLAMA3_8B,
     progress: Callable[[str], None] | None = None,
@@ -175,38 +175,29 @@ def run_gpu_bench(
 
     from .. import _native
 
-    run = _Runner(
-        layout,
-        blocks,
-        seed,
-        {
-            "threads": threads,
-            "chunks_per_iter": chunks_per_iter,
-            "staging_blocks": staging_blocks,
-            "sms_h2d": duplex_sms,
-            "sms_d2h": duplex_sms,
-        },
-        repeat,
-        say,
-    )
+    mover_args = {
+        "threads": threads,
+        "chunks_per_iter": chunks_per_iter,
+        "l2_prefetch": l2_prefetch,
+        "staging_blocks": staging_blocks,
+        "sms_h2d": duplex_sms,
+        "sms_d2h": duplex_sms,
+    }
+    run = _Runner(layout, blocks, seed, mover_args, repeat, say)
+    modes = {"sm": SM, "ce": CE, "ce_per_copy": CE_PER_COPY}
     try:
-        say("contiguous references")
-        ref = run.contiguous()
         sm_rows = []
         for grid in sms:
             say(f"SM kernel, {grid} CTAs")
-            sm_rows.append({"sms": grid, **run.both_ways(ref, SM, grid)})
+            sm_rows.append({"sms": grid, **run.both_ways(SM, grid)})
         say("copy engines")
-        ce = {"ce": run.both_ways(ref, CE), "ce_per_copy": run.both_ways(ref, CE_PER_COPY)}
+        ce = {"ce": run.both_ways(CE), "ce_per_copy": run.both_ways(CE_PER_COPY)}
         ce["ce"]["batch"] = run.mover.batch_copies
         say("both directions at once")
-        duplex: dict[str, Any] = {
-            "sms": duplex_sms,
-            "sm_gbps": run.duplex_gbps(SM, duplex_sms),
-            "ce_gbps": run.duplex_gbps(CE),
-        }
-        duplex["sm_ratio"] = duplex["sm_gbps"] / ref["duplex_gbps"]
-        duplex["ce_ratio"] = duplex["ce_gbps"] / ref["duplex_gbps"]
+        duplex = []
+        for up, down in DUPLEX_PAIRS:
+            specs = [(True, modes[up], duplex_sms), (False, modes[down], duplex_sms)]
+            duplex.append({"h2d": up, "d2h": down, **run.measure("duplex", specs)})
     finally:
         run.mover.close()
     return {
@@ -228,10 +219,12 @@ def run_gpu_bench(
         "repeat": repeat,
         "threads": threads,
         "chunks_per_iter": chunks_per_iter,
+        "l2_prefetch": l2_prefetch,
         "staging_blocks": staging_blocks,
-        "contiguous": ref,
+        "contiguous": {f"{k}_gbps": statistics.median(v) for k, v in run.refs.items()},
         "sm": sm_rows,
         **ce,
+        "duplex_sms": duplex_sms,
         "duplex": duplex,
     }
 
@@ -290,6 +283,13 @@ def _sms(value: str) -> tuple[int, ...]:
     help="Chunks whose loads each thread keeps in flight.",
 )
 @click.option(
+    "--l2-prefetch",
+    type=click.Choice(["0", "128", "256"]),
+    default="0",
+    show_default=True,
+    help="L2 prefetch bytes of the SM kernel's loads.",
+)
+@click.option(
     "--staging-blocks",
     type=click.IntRange(min=1),
     default=32,
@@ -305,6 +305,7 @@ def gpu_command(
     seed: int,
     threads: int,
     chunks_per_iter: str,
+    l2_prefetch: str,
     staging_blocks: int,
     as_json: bool,
 ) -> None:
@@ -321,6 +322,7 @@ def gpu_command(
             seed=seed,
             threads=threads,
             chunks_per_iter=int(chunks_per_iter),
+            l2_prefetch=int(l2_prefetch),
             staging_blocks=staging_blocks,
             progress=lambda msg: click.echo(msg, err=True),
         )
@@ -330,30 +332,31 @@ def gpu_command(
         click.echo(json.dumps(r, indent=2))
         return
     ref = r["contiguous"]
+    gib = r["bytes_per_direction"] / 2**30
     click.echo(
-        f"{r['gpu']}: {r['blocks']} random blocks of {r['layout']['block_bytes']} B "
-        f"each way ({r['bytes_per_direction'] / 2**30:.2f} GiB), median of {r['repeat']}"
+        f"{r['gpu']}: {r['blocks']} random blocks of {r['layout']['block_bytes']} B each way "
+        f"({gib:.2f} GiB), median of {r['repeat']}"
     )
     click.echo(
         f"  contiguous copy   H2D {ref['h2d_gbps']:6.2f}  D2H {ref['d2h_gbps']:6.2f}  "
         f"both at once {ref['duplex_gbps']:6.2f} GB/s"
     )
-    for row in r["sm"]:
-        click.echo(
-            f"  SM kernel {row['sms']:3d} SMs H2D {row['h2d_gbps']:6.2f} "
-            f"({row['h2d_ratio']:.3f})  D2H {row['d2h_gbps']:6.2f} ({row['d2h_ratio']:.3f})"
-        )
-    for key, label in (("ce", "copy engine     "), ("ce_per_copy", "CE, copy per run")):
-        row = r[key]
+    rows = [(f"SM kernel {row['sms']:3d} SMs", row) for row in r["sm"]]
+    rows += [("copy engine     ", r["ce"]), ("CE, copy per run", r["ce_per_copy"])]
+    for label, row in rows:
         click.echo(
             f"  {label}  H2D {row['h2d_gbps']:6.2f} ({row['h2d_ratio']:.3f})  "
             f"D2H {row['d2h_gbps']:6.2f} ({row['d2h_ratio']:.3f})"
         )
-    d = r["duplex"]
+    for d in r["duplex"]:
+        click.echo(
+            f"  both at once  H2D {d['h2d']:>11} + D2H {d['d2h']:>11}  "
+            f"{d['gbps']:6.2f} ({d['ratio']:.3f})"
+        )
     click.echo(
-        f"  both at once      SM ({d['sms']} each way) {d['sm_gbps']:6.2f} "
-        f"({d['sm_ratio']:.3f})  CE {d['ce_gbps']:6.2f} ({d['ce_ratio']:.3f})"
+        "  (ratio: to the contiguous copy of the same kind timed just before each round; "
+        f"SM kernel {r['duplex_sms']} CTAs each way when both directions run)"
     )
 
 
-__all__ = ["LLAMA3_8B", "GpuBenchError", "gpu_command", "run_gpu_bench"]
+__all__ = ["DUPLEX_PAIRS", "LLAMA3_8B", "GpuBenchError", "gpu_command", "run_gpu_bench"]

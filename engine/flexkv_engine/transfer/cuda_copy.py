@@ -73,11 +73,24 @@ class CudaCopyMover:
         self.block_bytes = layout.block_bytes
         device = gpu.kv.device.index if gpu.kv.device.index is not None else 0
         self._engine = _native.KVTransfer(
-            device, gpu.kv.data_ptr(), gpu.num_blocks, host.base_ptr, host.stride,
-            host.num_blocks, layout.num_layers, layout.kv, layout.chunk_bytes,
-            sms_h2d=sms_h2d, sms_d2h=sms_d2h, ce_h2d=ce_h2d, ce_d2h=ce_d2h,
-            ce_batch=ce_batch, staging_blocks=staging_blocks, threads=threads,
-            chunks_per_iter=chunks_per_iter, l2_prefetch=l2_prefetch,
+            device,
+            gpu.kv.data_ptr(),
+            gpu.num_blocks,
+            host.base_ptr,
+            host.stride,
+            host.num_blocks,
+            layout.num_layers,
+            layout.kv,
+            layout.chunk_bytes,
+            sms_h2d=sms_h2d,
+            sms_d2h=sms_d2h,
+            ce_h2d=ce_h2d,
+            ce_d2h=ce_d2h,
+            ce_batch=ce_batch,
+            staging_blocks=staging_blocks,
+            threads=threads,
+            chunks_per_iter=chunks_per_iter,
+            l2_prefetch=l2_prefetch,
         )
         self._refused: deque[Done] = deque()  # jobs the engine would not take
 
@@ -85,8 +98,12 @@ class CudaCopyMover:
     def from_config(cls, cache: Any, host: HostPool, gpu: GpuKVCache) -> CudaCopyMover:
         """Paths and grid sizes from a ``CacheConfig``."""
         return cls(
-            host, gpu, sms_h2d=cache.transfer_sms_h2d, sms_d2h=cache.transfer_sms_d2h,
-            ce_h2d=cache.use_ce_transfer_h2d, ce_d2h=cache.use_ce_transfer_d2h,
+            host,
+            gpu,
+            sms_h2d=cache.transfer_sms_h2d,
+            sms_d2h=cache.transfer_sms_d2h,
+            ce_h2d=cache.use_ce_transfer_h2d,
+            ce_d2h=cache.use_ce_transfer_d2h,
         )
 
     @property
@@ -104,11 +121,18 @@ class CudaCopyMover:
         elif job.path == D2H:
             self.submit_blocks(job.job_id, False, job.src_ids, job.dst_ids)
         else:
-            self._refused.append(Done(job.job_id, False, f"CudaCopyMover has no path {job.path!r}",
-                                      0, 0.0, 0.0))
+            self._refused.append(
+                Done(job.job_id, False, f"CudaCopyMover has no path {job.path!r}", 0, 0.0, 0.0)
+            )
 
     def submit_blocks(
-        self, job_id: int, h2d: bool, gpu_ids: Any, host_ids: Any, *, mode: int = DEFAULT,
+        self,
+        job_id: int,
+        h2d: bool,
+        gpu_ids: Any,
+        host_ids: Any,
+        *,
+        mode: int = DEFAULT,
         sms: int = 0,
     ) -> None:
         """Queue ``gpu_ids[i] <-> host_ids[i]``; ``mode``/``sms`` force a path or a grid."""

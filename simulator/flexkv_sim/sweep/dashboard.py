@@ -43,8 +43,13 @@ def build_dashboard(meta: dict[str, Any], frame: pd.DataFrame) -> Page:
         ("scenario", scenario.get("source", "")),
         ("trace", scenario.get("trace") or _workload_text(scenario.get("workload") or {})),
         ("mode", meta.get("mode")),
-        ("grid", "; ".join(f"{g['key']} = {', '.join(map(str, g['values']))}"
-                           for g in meta.get("grid", [])) or "(one point)"),
+        (
+            "grid",
+            "; ".join(
+                f"{g['key']} = {', '.join(map(str, g['values']))}" for g in meta.get("grid", [])
+            )
+            or "(one point)",
+        ),
         ("points", fmt_int(len(frame))),
         ("executor / jobs", f"{meta.get('executor')} / {meta.get('jobs')}"),
         ("sweep wall time", fmt_seconds(meta.get("wall_s"))),
@@ -52,15 +57,22 @@ def build_dashboard(meta: dict[str, Any], frame: pd.DataFrame) -> Page:
         ("results schema", str(meta.get("schema_version"))),
     ]
     if best is not None:
-        info.append(("best hit rate", f"{fmt_pct(best['hit_rate'], 2)} at " + ", ".join(
-            f"{k}={best[k]}" for k in keys)))
+        info.append(
+            (
+                "best hit rate",
+                f"{fmt_pct(best['hit_rate'], 2)} at " + ", ".join(f"{k}={best[k]}" for k in keys),
+            )
+        )
     page.section("Sweep", table(("", ""), info, code_cols=(1,)))
     timing = meta.get("mode") == "timing"
     for key in keys:
         parts = [page.figure(_by_key(frame, keys, key, "hit_rate", "hit rate", percent=True))]
         if timing:
-            for col, label in (("ttft_p50_s", "TTFT p50"), ("ttft_p99_s", "TTFT p99"),
-                               ("get_p99_s", "GET latency p99")):
+            for col, label in (
+                ("ttft_p50_s", "TTFT p50"),
+                ("ttft_p99_s", "TTFT p99"),
+                ("get_p99_s", "GET latency p99"),
+            ):
                 if col in frame.columns and frame[col].notna().any():
                     parts.append(page.figure(_by_key(frame, keys, key, col, label)))
         page.section(f"By {key}", *parts)
@@ -82,8 +94,13 @@ def _ordered(part: pd.DataFrame, key: str) -> pd.DataFrame:
 
 
 def _by_key(
-    frame: pd.DataFrame, keys: list[str], key: str, column: str, label: str,
-    *, percent: bool = False,
+    frame: pd.DataFrame,
+    keys: list[str],
+    key: str,
+    column: str,
+    label: str,
+    *,
+    percent: bool = False,
 ) -> go.Figure:
     """``column`` against ``key``'s values; one line per combination of the other keys.
 
@@ -93,20 +110,26 @@ def _by_key(
     numeric = pd.api.types.is_numeric_dtype(frame[key])
     groups = list(frame.groupby(others, sort=True, dropna=False)) if others else [((), frame)]
     fig = go.Figure()
-    for i, (combo, part) in enumerate(groups):
+    for i, (combo, group) in enumerate(groups):
         values = combo if isinstance(combo, tuple) else (combo,)
         name = ", ".join(f"{k}={v}" for k, v in zip(others, values, strict=True)) or label
-        part = _ordered(part, key)
+        part = _ordered(group, key)
         raw = part[column].to_numpy(dtype=float)
         text = [fmt_pct(v, 2) if percent else fmt_seconds(v) for v in raw]
-        fig.add_trace(go.Scatter(
-            x=part[key] if numeric else part[key].astype(str),
-            y=raw if percent else raw * 1e3, name=name, mode="lines+markers", text=text,
-            line={"color": figures.RUN_COLORS[i % len(figures.RUN_COLORS)]},
-            hovertemplate=f"{name}<br>{key}=%{{x}}: %{{text}}<extra></extra>",
-        ))
-    figures.styled(fig, f"{label} by {key}", key, label if percent else f"{label} (ms)",
-                   percent_y=percent)
+        fig.add_trace(
+            go.Scatter(
+                x=part[key] if numeric else part[key].astype(str),
+                y=raw if percent else raw * 1e3,
+                name=name,
+                mode="lines+markers",
+                text=text,
+                line={"color": figures.RUN_COLORS[i % len(figures.RUN_COLORS)]},
+                hovertemplate=f"{name}<br>{key}=%{{x}}: %{{text}}<extra></extra>",
+            )
+        )
+    figures.styled(
+        fig, f"{label} by {key}", key, label if percent else f"{label} (ms)", percent_y=percent
+    )
     fig.update_layout(showlegend=bool(others))
     if not numeric:
         fig.update_xaxes(type="category")
@@ -120,17 +143,28 @@ def _points_table(frame: pd.DataFrame, keys: list[str], timing: bool) -> str:
     header += ["replay wall", "worker"]
     rows = []
     for _, r in frame.head(MAX_TABLE_ROWS).iterrows():
-        row = [fmt_int(r["point"]), *(_cell(r[k]) for k in keys), fmt_pct(r["hit_rate"], 2),
-               *(fmt_pct(r[f"hit_rate_{t}"], 2) for t in ("cpu", "ssd", "remote", "gpu"))]
+        row = [
+            fmt_int(r["point"]),
+            *(_cell(r[k]) for k in keys),
+            fmt_pct(r["hit_rate"], 2),
+            *(fmt_pct(r[f"hit_rate_{t}"], 2) for t in ("cpu", "ssd", "remote", "gpu")),
+        ]
         if timing:
-            row += [fmt_seconds(r.get("ttft_p50_s")), fmt_seconds(r.get("ttft_p99_s")),
-                    fmt_seconds(r.get("get_p99_s"))]
+            row += [
+                fmt_seconds(r.get("ttft_p50_s")),
+                fmt_seconds(r.get("ttft_p99_s")),
+                fmt_seconds(r.get("get_p99_s")),
+            ]
         row += [fmt_seconds(r["wall_s"]), str(r["worker"])]
         rows.append(row)
     parts = [table(header, rows, code_cols=range(1, len(keys) + 1))]
     if len(frame) > MAX_TABLE_ROWS:
-        parts.append(note(f"First {fmt_int(MAX_TABLE_ROWS)} of {fmt_int(len(frame))} points; "
-                          "all are in results.csv."))
+        parts.append(
+            note(
+                f"First {fmt_int(MAX_TABLE_ROWS)} of {fmt_int(len(frame))} points; "
+                "all are in results.csv."
+            )
+        )
     return "\n".join(parts)
 
 

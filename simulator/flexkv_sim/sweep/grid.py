@@ -42,8 +42,9 @@ def parse_grid(items: Iterable[str]) -> list[tuple[str, list[Any]]]:
                 try:
                     load_config(None, overrides=_tree(key, value), env={})
                 except ConfigError as exc:
-                    raise ConfigError(exc.reason, key_path=exc.key_path or key,
-                                      source=GRID_SOURCE, hint=exc.hint) from None
+                    raise ConfigError(
+                        exc.reason, key_path=exc.key_path or key, source=GRID_SOURCE, hint=exc.hint
+                    ) from None
         if len(set(map(repr, values))) != len(values):
             raise ConfigError(f"a value repeats in {item!r}", key_path=key, source=GRID_SOURCE)
         axes.append((key, values))
@@ -63,8 +64,10 @@ def _tree(key: str, value: Any) -> dict[str, Any]:
 def grid_points(axes: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
     """Every combination, the last axis varying fastest; one empty point for no axes."""
     keys = [k for k, _ in axes]
-    return [dict(zip(keys, combo, strict=True))
-            for combo in itertools.product(*(values for _, values in axes))]
+    return [
+        dict(zip(keys, combo, strict=True))
+        for combo in itertools.product(*(values for _, values in axes))
+    ]
 
 
 def split_point(point: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...] | None]:

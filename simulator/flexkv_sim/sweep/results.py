@@ -77,9 +77,12 @@ def write_results(out: Path, result: SweepResult, scenario: Scenario) -> Path:
         "wall_s": result.wall_s,
         "grid": [{"key": k, "values": v} for k, v in result.axes],
         "scenario": scenario.to_dict(),
-        "columns": {c: COLUMN_DOCS.get(c, "grid key (the value of this point)")
-                    if c not in grid_keys else "grid key (the value of this point)"
-                    for c in result.columns},
+        "columns": {
+            c: COLUMN_DOCS.get(c, "grid key (the value of this point)")
+            if c not in grid_keys
+            else "grid key (the value of this point)"
+            for c in result.columns
+        },
         **result.meta,
     }
     (out / RESULTS_JSON).write_text(json.dumps(meta, indent=2, default=str) + "\n")
@@ -94,8 +97,10 @@ def read_results(sweep_dir: Path) -> tuple[dict[str, Any], Any]:
     meta = json.loads((sweep_dir / RESULTS_JSON).read_text(encoding="utf-8"))
     version = meta.get("schema_version")
     if version != RESULTS_SCHEMA_VERSION:
-        raise ValueError(f"{sweep_dir / RESULTS_JSON}: schema_version {version!r} is not "
-                         f"{RESULTS_SCHEMA_VERSION}")
+        raise ValueError(
+            f"{sweep_dir / RESULTS_JSON}: schema_version {version!r} is not "
+            f"{RESULTS_SCHEMA_VERSION}"
+        )
     parquet = sweep_dir / RESULTS_PARQUET
     frame = pd.read_parquet(parquet) if parquet.exists() else pd.read_csv(sweep_dir / RESULTS_CSV)
     return meta, frame

@@ -49,9 +49,21 @@ class SweepResult:
 
 def result_columns(axes: Sequence[tuple[str, Sequence[Any]]], mode: str) -> list[str]:
     """Columns of ``results.csv``: the grid keys, then the results (SCHEMA.md)."""
-    cols = ["point", *(k for k, _ in axes), "mode", "hit_rate",
-            *(f"hit_rate_{t}" for t in TIERS), "requests", "gets", "prompt_tokens",
-            "gets_in_flight", "block_tokens", "cpu_blocks", "ssd_blocks", "remote_blocks"]
+    cols = [
+        "point",
+        *(k for k, _ in axes),
+        "mode",
+        "hit_rate",
+        *(f"hit_rate_{t}" for t in TIERS),
+        "requests",
+        "gets",
+        "prompt_tokens",
+        "gets_in_flight",
+        "block_tokens",
+        "cpu_blocks",
+        "ssd_blocks",
+        "remote_blocks",
+    ]
     if mode == "timing":
         cols += [f"{name}_{p}_s" for _, name in LATENCIES for p in PERCENTILES]
         cols += ["profiles"]
@@ -83,8 +95,9 @@ class PointWorker:
                 self.profiles[names] = load_profiles(names)
             timed = replay_timing(inp, self.profiles[names], progress=False)
             planner, wall_s = timed.planner, timed.wall_s
-            latency = timing_section(timed.records, TIMING_COLUMNS, timed.links,
-                                     timed.span_s, names)["latency"]
+            latency = timing_section(
+                timed.records, TIMING_COLUMNS, timed.links, timed.span_s, names
+            )["latency"]
             for metric, name in LATENCIES:
                 for p in PERCENTILES:
                     row[f"{name}_{p}_s"] = latency[metric][p]
@@ -97,23 +110,25 @@ class PointWorker:
         stats = planner.stats
         by_tier = stats.hit_rate_by_tier()
         cc = inp.config.cache_config
-        row.update({
-            "hit_rate": stats.hit_rate,
-            **{f"hit_rate_{t}": by_tier.get(t, 0.0) for t in TIERS},
-            "requests": len(inp.requests),
-            "gets": stats.gets,
-            "prompt_tokens": stats.prompt_tokens,
-            "gets_in_flight": stats.gets_in_flight,
-            "block_tokens": cc.tokens_per_block,
-            "cpu_blocks": cc.num_cpu_blocks,
-            "ssd_blocks": cc.num_ssd_blocks,
-            "remote_blocks": cc.num_remote_blocks,
-            "config_hash": config_hash(inp.config),
-            "wall_s": wall_s,
-            "load_s": self.loaded.load_s,
-            "worker": self.name,
-            "schema_version": RESULTS_SCHEMA_VERSION,
-        })
+        row.update(
+            {
+                "hit_rate": stats.hit_rate,
+                **{f"hit_rate_{t}": by_tier.get(t, 0.0) for t in TIERS},
+                "requests": len(inp.requests),
+                "gets": stats.gets,
+                "prompt_tokens": stats.prompt_tokens,
+                "gets_in_flight": stats.gets_in_flight,
+                "block_tokens": cc.tokens_per_block,
+                "cpu_blocks": cc.num_cpu_blocks,
+                "ssd_blocks": cc.num_ssd_blocks,
+                "remote_blocks": cc.num_remote_blocks,
+                "config_hash": config_hash(inp.config),
+                "wall_s": wall_s,
+                "load_s": self.loaded.load_s,
+                "worker": self.name,
+                "schema_version": RESULTS_SCHEMA_VERSION,
+            }
+        )
         return row
 
 
@@ -184,12 +199,23 @@ def run_sweep(
         _run_pool(scenario, mode, points, workers, collect)
     wall_s = time.perf_counter() - begin
     rows.sort(key=lambda r: r["point"])
-    return SweepResult(axes, rows, result_columns(axes, mode), mode, executor, workers, wall_s,
-                       {"address": address} if address else {})
+    return SweepResult(
+        axes,
+        rows,
+        result_columns(axes, mode),
+        mode,
+        executor,
+        workers,
+        wall_s,
+        {"address": address} if address else {},
+    )
 
 
 def _run_pool(
-    scenario: Scenario, mode: str, points: Sequence[dict[str, Any]], workers: int,
+    scenario: Scenario,
+    mode: str,
+    points: Sequence[dict[str, Any]],
+    workers: int,
     collect: Callable[[dict[str, Any]], None],
 ) -> None:
     with ProcessPoolExecutor(
@@ -207,8 +233,12 @@ def _run_pool(
 
 
 def _run_ray(
-    scenario: Scenario, mode: str, points: Sequence[dict[str, Any]], workers: int,
-    address: str | None, collect: Callable[[dict[str, Any]], None],
+    scenario: Scenario,
+    mode: str,
+    points: Sequence[dict[str, Any]],
+    workers: int,
+    address: str | None,
+    collect: Callable[[dict[str, Any]], None],
 ) -> None:
     try:
         import ray

@@ -26,10 +26,30 @@ from flexkv_engine.trace import RequestRecord, TraceHeader, load_requests
 
 SCENARIO_SCHEMA_VERSION = 1
 MODES = ("hitrate", "timing")
-_TOP_KEYS = ("schema_version", "name", "description", "trace", "trace_format", "block_size",
-             "workload", "config", "hardware", "mode")
-_WORKLOAD_KEYS = ("name", "requests", "seed", "rate", "arrival", "burstiness",
-                  "tokens_per_block", "namespace", "key_mode", "params")
+_TOP_KEYS = (
+    "schema_version",
+    "name",
+    "description",
+    "trace",
+    "trace_format",
+    "block_size",
+    "workload",
+    "config",
+    "hardware",
+    "mode",
+)
+_WORKLOAD_KEYS = (
+    "name",
+    "requests",
+    "seed",
+    "rate",
+    "arrival",
+    "burstiness",
+    "tokens_per_block",
+    "namespace",
+    "key_mode",
+    "params",
+)
 
 
 @dataclass(frozen=True)
@@ -56,11 +76,14 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         """As written back into ``results.json``."""
-        out: dict[str, Any] = {"schema_version": SCENARIO_SCHEMA_VERSION, "name": self.name,
-                               "source": self.source, "mode": self.mode}
+        out: dict[str, Any] = {
+            "schema_version": SCENARIO_SCHEMA_VERSION,
+            "name": self.name,
+            "source": self.source,
+            "mode": self.mode,
+        }
         if self.trace is not None:
-            out.update(trace=self.trace, trace_format=self.trace_format,
-                       block_size=self.block_size)
+            out.update(trace=self.trace, trace_format=self.trace_format, block_size=self.block_size)
         else:
             out["workload"] = dict(self.workload or {})
         out["config"] = self.config_path if self.config_path else dict(self.config)
@@ -94,12 +117,16 @@ def scenario_from_dict(
         if key not in _TOP_KEYS:
             raise _error("unknown key", str(key), source, f"valid keys: {', '.join(_TOP_KEYS)}")
     if data.get("schema_version") != SCENARIO_SCHEMA_VERSION:
-        raise _error(f"must be {SCENARIO_SCHEMA_VERSION}, got {data.get('schema_version')!r}",
-                     "schema_version", source)
+        raise _error(
+            f"must be {SCENARIO_SCHEMA_VERSION}, got {data.get('schema_version')!r}",
+            "schema_version",
+            source,
+        )
     has_trace, has_workload = data.get("trace") is not None, data.get("workload") is not None
     if has_trace == has_workload:
-        raise _error("give exactly one of trace (a file) and workload (a generator)",
-                     "trace", source)
+        raise _error(
+            "give exactly one of trace (a file) and workload (a generator)", "trace", source
+        )
     trace = None
     if has_trace:
         trace = str(_path(data["trace"], "trace", source, base))
@@ -154,18 +181,22 @@ def _workload(value: Any, source: str) -> dict[str, Any]:
     from ..workloads import WORKLOADS
 
     if not isinstance(value, Mapping):
-        raise _error("expected a mapping (name, requests, seed, rate, params)", "workload",
-                     source)
+        raise _error("expected a mapping (name, requests, seed, rate, params)", "workload", source)
     for key in value:
         if key not in _WORKLOAD_KEYS:
-            raise _error("unknown key", f"workload.{key}", source,
-                         f"valid keys: {', '.join(_WORKLOAD_KEYS)}")
+            raise _error(
+                "unknown key", f"workload.{key}", source, f"valid keys: {', '.join(_WORKLOAD_KEYS)}"
+            )
     for key in ("name", "requests", "seed"):
         if key not in value:
             raise _error("required", f"workload.{key}", source)
     if value["name"] not in WORKLOADS:
-        raise _error(f"unknown workload {value['name']!r}", "workload.name", source,
-                     f"choose from: {', '.join(sorted(WORKLOADS))}")
+        raise _error(
+            f"unknown workload {value['name']!r}",
+            "workload.name",
+            source,
+            f"choose from: {', '.join(sorted(WORKLOADS))}",
+        )
     params = value.get("params") or {}
     if not isinstance(params, Mapping):
         raise _error("expected a mapping", "workload.params", source)
@@ -198,12 +229,18 @@ def load_trace(scenario: Scenario) -> LoadedTrace:
         header, requests = load_requests(
             scenario.trace, format=scenario.trace_format, block_size=scenario.block_size
         )
-        return LoadedTrace(header, requests, scenario.trace,
-                           scenario.trace_format or header.source, time.perf_counter() - begin)
+        return LoadedTrace(
+            header,
+            requests,
+            scenario.trace,
+            scenario.trace_format or header.source,
+            time.perf_counter() - begin,
+        )
     header, records = _generate(scenario.workload or {})
     requests = sorted(records, key=attrgetter("t"))
-    return LoadedTrace(header, requests, scenario.describe_trace(), "generator",
-                       time.perf_counter() - begin)
+    return LoadedTrace(
+        header, requests, scenario.describe_trace(), "generator", time.perf_counter() - begin
+    )
 
 
 def _generate(workload: Mapping[str, Any]) -> tuple[TraceHeader, Any]:
@@ -255,8 +292,9 @@ def prepare_point(
     try:
         factor = reblock_factor(recorded, wanted)
     except ValueError as exc:
-        raise ConfigError(str(exc), key_path="cache_config.tokens_per_block",
-                          source=config.source) from exc
+        raise ConfigError(
+            str(exc), key_path="cache_config.tokens_per_block", source=config.source
+        ) from exc
     requests = loaded.requests
     if factor > 1:
         if factor not in reblocked:

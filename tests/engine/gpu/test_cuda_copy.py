@@ -27,8 +27,9 @@ from flexkv_engine.transfer.cuda_copy import (  # noqa: E402
 from flexkv_engine.transfer.protocol import Done, Job  # noqa: E402
 
 # 4 layers of Llama-3-8B's block: 32 KiB chunks, 256 KiB blocks.
-SMALL = KVLayout(num_layers=4, num_kv_heads=8, head_size=128, tokens_per_block=16,
-                 dtype="bfloat16", dtype_size=2)
+SMALL = KVLayout(
+    num_layers=4, num_kv_heads=8, head_size=128, tokens_per_block=16, dtype="bfloat16", dtype_size=2
+)
 POISON_HOST, POISON_GPU = 0xA5, 0x5A
 
 
@@ -39,8 +40,9 @@ def _needs_cuda_mover() -> None:
         pytest.skip(f"gpu: {why}")
 
 
-def setup(layout: KVLayout = SMALL, gpu_blocks: int = 48, host_blocks: int = 64,
-          pin: bool = True, **kw):
+def setup(
+    layout: KVLayout = SMALL, gpu_blocks: int = 48, host_blocks: int = 64, pin: bool = True, **kw
+):
     gpu = GpuKVCache(layout, gpu_blocks, "cuda")
     host = HostPool(layout, host_blocks, pin=pin)
     raw = gpu.kv.view(torch.uint8).view(-1)
@@ -92,8 +94,9 @@ def round_trip(gpu, host, mover, mode: int, sms: int, n: int, seed: int) -> None
         assert bool((gpu_bytes(gpu, g) == POISON_GPU).all()), f"GPU block {g} was written"
 
 
-@pytest.mark.parametrize(("mode", "sms"), [(SM, 1), (SM, 4), (SM, 16), (SM, 32), (CE, 0),
-                                           (CE_PER_COPY, 0)])
+@pytest.mark.parametrize(
+    ("mode", "sms"), [(SM, 1), (SM, 4), (SM, 16), (SM, 32), (CE, 0), (CE_PER_COPY, 0)]
+)
 def test_round_trip_is_byte_exact(mode: int, sms: int) -> None:
     gpu, host, mover = setup(staging_blocks=8)  # 20 blocks: three staging pieces
     try:
@@ -107,22 +110,33 @@ def test_round_trip_is_byte_exact(mode: int, sms: int) -> None:
 @pytest.mark.parametrize("chunks_per_iter", [1, 4])
 @pytest.mark.parametrize("threads", [128, 512])
 def test_kernel_variants_round_trip(chunks_per_iter: int, threads: int, l2_prefetch: int) -> None:
-    gpu, host, mover = setup(threads=threads, chunks_per_iter=chunks_per_iter,
-                             l2_prefetch=l2_prefetch)
+    gpu, host, mover = setup(
+        threads=threads, chunks_per_iter=chunks_per_iter, l2_prefetch=l2_prefetch
+    )
     try:
         round_trip(gpu, host, mover, SM, 8, n=13, seed=3)
     finally:
         mover.close()
 
 
-@pytest.mark.parametrize(("dtype", "size", "heads", "dim"), [
-    ("float16", 2, 1, 6),  # 36-byte chunks: 4-byte vectors
-    ("uint8", 1, 1, 3),  # 9-byte chunks: byte copies
-])
+@pytest.mark.parametrize(
+    ("dtype", "size", "heads", "dim"),
+    [
+        ("float16", 2, 1, 6),  # 36-byte chunks: 4-byte vectors
+        ("uint8", 1, 1, 3),  # 9-byte chunks: byte copies
+    ],
+)
 @pytest.mark.parametrize("mode", [SM, CE])
 def test_odd_layouts_round_trip(dtype: str, size: int, heads: int, dim: int, mode: int) -> None:
-    layout = KVLayout(num_layers=3, num_kv_heads=heads, head_size=dim, tokens_per_block=3,
-                      dtype=dtype, dtype_size=size, kv=1)
+    layout = KVLayout(
+        num_layers=3,
+        num_kv_heads=heads,
+        head_size=dim,
+        tokens_per_block=3,
+        dtype=dtype,
+        dtype_size=size,
+        kv=1,
+    )
     gpu, host, mover = setup(layout, gpu_blocks=24, host_blocks=20, staging_blocks=4)
     try:
         round_trip(gpu, host, mover, mode, 2, n=9, seed=5)
@@ -201,8 +215,11 @@ def test_close_waits_for_queued_jobs() -> None:
 
 
 TINY = [
-    "model_config.num_layers=2", "model_config.num_kv_heads=2", "model_config.head_size=16",
-    "model_config.dtype=float16", "cache_config.tokens_per_block=4",
+    "model_config.num_layers=2",
+    "model_config.num_kv_heads=2",
+    "model_config.head_size=16",
+    "model_config.dtype=float16",
+    "cache_config.tokens_per_block=4",
     "cache_config.num_cpu_blocks=16",
 ]
 
@@ -227,6 +244,5 @@ def test_kv_manager_on_cuda_round_trips(cuda_kernels: bool | None, ce: bool) -> 
         result = kv.wait([rid])[rid]
         assert result.loaded_blocks == 4 and result.hit_blocks["cpu"] == 4
         for i in range(4):
-            assert torch.equal(kv.gpu.block(10 + i).view(torch.int16),
-                               before[i].view(torch.int16))
+            assert torch.equal(kv.gpu.block(10 + i).view(torch.int16), before[i].view(torch.int16))
         assert torch.isnan(kv.gpu.block(14)).all()
