@@ -78,8 +78,8 @@ void bind_transfer([[maybe_unused]] nb::module_& m) {
                 self.submit(job_id, h2d, gpu_ids, host_ids, static_cast<Mode>(mode), sms);
             },
             "job_id"_a, "h2d"_a, "gpu_ids"_a, "host_ids"_a, "mode"_a = 0, "sms"_a = 0,
-            "Queue one job, block gpu_ids[i] <-> host slot host_ids[i] (returns once it is on "
-            "the stream). mode: 0 the direction's default, 1 SM kernel, 2 copy engine "
+            "Queue one job, block gpu_ids[i] <-> host slot host_ids[i] (returns at once; an "
+            "issuer thread per direction puts it on the streams). mode: 0 the direction's default, 1 SM kernel, 2 copy engine "
             "(batched), 3 copy engine with one cudaMemcpyAsync per run; sms: grid of the SM "
             "kernel (0: the direction's). IndexError names a bad id; ValueError on a length "
             "mismatch; RuntimeError once closed.")

@@ -174,6 +174,17 @@ struct IdBuffer {
     std::size_t cap = 0;  // ids per side
 };
 
+// A job accepted by submit(), waiting for its direction's issuer thread.
+struct Todo {
+    std::int64_t job_id = 0;
+    Mode mode = Mode::Sm;
+    unsigned grid = 0;
+    double submitted = 0.0;
+    std::vector<std::int64_t> gpu_ids;
+    std::vector<std::int64_t> host_ids;
+};
+
+// A job on the streams, waiting for its direction's waiter thread.
 struct Pending {
     std::int64_t job_id = 0;
     std::uint64_t bytes = 0;
@@ -181,7 +192,7 @@ struct Pending {
     cudaEvent_t start = nullptr;
     cudaEvent_t end = nullptr;
     IdBuffer ids;
-    std::string error;  // set when queueing failed part-way
+    std::string error;  // set when queueing failed (part-way, or before any stream work)
 };
 
 }  // namespace
@@ -195,10 +206,13 @@ struct KVTransfer::Impl {
         char* staging = nullptr;         // two halves of staging_blocks slots each
         cudaEvent_t ready[2] = {nullptr, nullptr};
         cudaEvent_t freed[2] = {nullptr, nullptr};
-        int next_half = 0;
-        std::mutex submit_mu;  // stream order == pending order
-        std::deque<Pending> pending;  // guarded by Impl::mu
+        int next_half = 0;           // issuer thread only
+        std::deque<Todo> todo;       // guarded by Impl::mu
+        std::deque<Pending> pending;  // guarded by Impl::mu; stream order
+        bool issuer_done = false;     // guarded by Impl::mu
+        std::condition_variable todo_cv;
         std::condition_variable work_cv;
+        std::thread issuer;
         std::thread waiter;
     };
 
@@ -409,11 +423,62 @@ struct KVTransfer::Impl {
         return cudaEventRecord(p.end, d.h2d ? d.kstream : d.cstream);
     }
 
+    // Puts one job's work on the streams. Runs on the direction's issuer thread, so a
+    // call that blocks (the driver's queue of a stream can fill up) holds back neither
+    // the caller of submit() nor the other direction.
+    Pending issue(Direction& d, const Todo& t) {
+        Pending p;
+        p.job_id = t.job_id;
+        p.submitted = t.submitted;
+        const std::size_t n = t.gpu_ids.size();
+        p.bytes = n * block_bytes;
+        try {
+            set_device();
+            if (t.mode != Mode::Sm) {
+                ensure_staging(d);
+            }
+            p.start = take_event();
+            p.end = take_event();
+            p.ids = take_ids(n);
+        } catch (const std::exception& e) {
+            p.error = e.what();
+            return p;
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            p.ids.host[i] = static_cast<std::int32_t>(t.gpu_ids[i]);
+            p.ids.host[n + i] = static_cast<std::int32_t>(t.host_ids[i]);
+        }
+        const cudaError_t err = enqueue(d, p, t.host_ids, n, t.mode, t.grid);
+        if (err != cudaSuccess) {
+            p.error = cuda_message(d.h2d ? "queueing H2D job" : "queueing D2H job", err);
+        }
+        return p;
+    }
+
+    void issue_loop(Direction& d) {
+        std::unique_lock<std::mutex> lk(mu);
+        for (;;) {
+            d.todo_cv.wait(lk, [&] { return stopping || !d.todo.empty(); });
+            if (d.todo.empty()) {
+                break;
+            }
+            Todo t = std::move(d.todo.front());
+            d.todo.pop_front();
+            lk.unlock();
+            Pending p = issue(d, t);
+            lk.lock();
+            d.pending.push_back(std::move(p));
+            d.work_cv.notify_one();
+        }
+        d.issuer_done = true;
+        d.work_cv.notify_one();
+    }
+
     void wait_loop(Direction& d) {
         cudaSetDevice(opt.device);
         std::unique_lock<std::mutex> lk(mu);
         for (;;) {
-            d.work_cv.wait(lk, [&] { return stopping || !d.pending.empty(); });
+            d.work_cv.wait(lk, [&] { return d.issuer_done || !d.pending.empty(); });
             if (d.pending.empty()) {
                 return;
             }
@@ -425,7 +490,7 @@ struct KVTransfer::Impl {
             cudaError_t err = cudaSuccess;
             if (p.error.empty()) {
                 err = cudaEventSynchronize(p.end);
-            } else {  // queueing failed part-way: wait for whatever was queued
+            } else if (p.end != nullptr) {  // queueing failed part-way: wait for what was queued
                 cudaStreamSynchronize(d.kstream);
                 cudaStreamSynchronize(d.cstream);
                 cudaGetLastError();
@@ -450,9 +515,9 @@ struct KVTransfer::Impl {
             lk.lock();
             d.pending.pop_front();
             done.push_back(std::move(c));
-            free_ids.push_back(p.ids);
-            free_events.push_back(p.start);
-            free_events.push_back(p.end);
+            if (p.ids.host != nullptr) free_ids.push_back(p.ids);
+            if (p.start != nullptr) free_events.push_back(p.start);
+            if (p.end != nullptr) free_events.push_back(p.end);
             done_cv.notify_all();
         }
     }
@@ -556,6 +621,7 @@ KVTransfer::KVTransfer(const KVTransferOptions& options) : impl_(std::make_uniqu
     }
     for (Impl::Direction& d : m.dirs) {
         d.waiter = std::thread([&m, &d] { m.wait_loop(d); });
+        d.issuer = std::thread([&m, &d] { m.issue_loop(d); });
     }
 }
 
@@ -594,53 +660,27 @@ void KVTransfer::submit(std::int64_t job_id, bool h2d, const std::vector<std::in
     if (mode == Mode::Default) {
         mode = (h2d ? o.ce_h2d : o.ce_d2h) ? (o.ce_batch ? Mode::Ce : Mode::CePerCopy) : Mode::Sm;
     }
-    const std::size_t n = gpu_ids.size();
-    const unsigned grid = sms ? sms : (h2d ? o.sms_h2d : o.sms_d2h);
+    Todo t;
+    t.job_id = job_id;
+    t.mode = mode;
+    t.grid = sms ? sms : (h2d ? o.sms_h2d : o.sms_d2h);
+    t.submitted = now_s();
+    t.gpu_ids = gpu_ids;
+    t.host_ids = host_ids;
     Impl::Direction& d = m.dirs[h2d ? 1 : 0];
-
-    std::lock_guard<std::mutex> order(d.submit_mu);
-    {
-        std::lock_guard<std::mutex> lk(m.mu);
-        if (m.closed) {
-            throw std::runtime_error("KVTransfer is closed");
-        }
-        if (n == 0) {
-            TransferCompletion c;
-            c.job_id = job_id;
-            m.done.push_back(std::move(c));
-            m.done_cv.notify_all();
-            return;
-        }
-    }
-    m.set_device();
-    Pending p;
-    p.job_id = job_id;
-    p.bytes = n * m.block_bytes;
-    p.submitted = now_s();
-    p.start = m.take_event();
-    p.end = m.take_event();
-    p.ids = m.take_ids(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        p.ids.host[i] = static_cast<std::int32_t>(gpu_ids[i]);
-        p.ids.host[n + i] = static_cast<std::int32_t>(host_ids[i]);
-    }
-    cudaError_t err = cudaSuccess;
-    if (mode != Mode::Sm) {
-        try {
-            m.ensure_staging(d);
-        } catch (const std::runtime_error& e) {
-            p.error = e.what();
-        }
-    }
-    if (p.error.empty()) {
-        err = m.enqueue(d, p, host_ids, n, mode, grid);
-        if (err != cudaSuccess) {
-            p.error = cuda_message(h2d ? "queueing H2D job" : "queueing D2H job", err);
-        }
-    }
     std::lock_guard<std::mutex> lk(m.mu);
-    d.pending.push_back(std::move(p));
-    d.work_cv.notify_one();
+    if (m.closed) {
+        throw std::runtime_error("KVTransfer is closed");
+    }
+    if (t.gpu_ids.empty()) {
+        TransferCompletion c;
+        c.job_id = job_id;
+        m.done.push_back(std::move(c));
+        m.done_cv.notify_all();
+        return;
+    }
+    d.todo.push_back(std::move(t));
+    d.todo_cv.notify_one();
 }
 
 std::vector<TransferCompletion> KVTransfer::poll(std::size_t max_jobs, double timeout_s) {
@@ -667,22 +707,15 @@ void KVTransfer::close() {
         if (m.stopping) {
             return;
         }
-        m.closed = true;  // no new jobs
-    }
-    // A submit in progress queues its job first; then the waiters drain and stop.
-    std::lock_guard<std::mutex> order_d2h(m.dirs[0].submit_mu);
-    std::lock_guard<std::mutex> order_h2d(m.dirs[1].submit_mu);
-    {
-        std::lock_guard<std::mutex> lk(m.mu);
+        m.closed = true;  // no new jobs; the issuers queue what is left, the waiters drain
         m.stopping = true;
     }
     for (Impl::Direction& d : m.dirs) {
-        d.work_cv.notify_all();
+        d.todo_cv.notify_all();
     }
     for (Impl::Direction& d : m.dirs) {
-        if (d.waiter.joinable()) {
-            d.waiter.join();
-        }
+        if (d.issuer.joinable()) d.issuer.join();
+        if (d.waiter.joinable()) d.waiter.join();
     }
     cudaSetDevice(m.opt.device);
     for (Impl::Direction& d : m.dirs) {
@@ -720,7 +753,11 @@ void KVTransfer::close() {
 
 std::size_t KVTransfer::pending_jobs() const {
     std::lock_guard<std::mutex> lk(impl_->mu);
-    return impl_->dirs[0].pending.size() + impl_->dirs[1].pending.size() + impl_->done.size();
+    std::size_t n = impl_->done.size();
+    for (const Impl::Direction& d : impl_->dirs) {
+        n += d.todo.size() + d.pending.size();
+    }
+    return n;
 }
 
 bool KVTransfer::host_registered_here() const { return impl_->registered_here; }

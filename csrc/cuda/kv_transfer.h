@@ -15,10 +15,13 @@
 //    one copy per run of consecutive host slots, all runs of a piece in one
 //    cudaMemcpyBatchAsync where the runtime has it. Two staging halves alternate, so the
 //    gather of one piece overlaps the copy of the previous one.
-// H2D and D2H have their own streams, so both directions overlap. Every job records a
-// CUDA event; one waiter thread per direction turns finished jobs into completions that
-// poll() returns. The streams are blocking streams: work the caller queued on the legacy
-// default stream (torch's default) before submit() is seen by the job.
+// H2D and D2H have their own streams, so both directions overlap. submit() only queues
+// the job: an issuer thread per direction puts its work on the streams (a driver call
+// that blocks, when a stream's queue is full, holds back neither the caller nor the other
+// direction). Every job records a CUDA event; a waiter thread per direction turns
+// finished jobs into completions that poll() returns. The streams are blocking streams:
+// work the caller queued on the legacy default stream (torch's default) before submit()
+// is seen by the job.
 //
 // The class holds no CUDA types, so the bindings compile without the CUDA headers.
 #pragma once
@@ -74,10 +77,10 @@ public:
     KVTransfer(const KVTransfer&) = delete;
     KVTransfer& operator=(const KVTransfer&) = delete;
 
-    // Queues one job: block gpu_ids[i] <-> host slot host_ids[i]. Returns once the work is
-    // on the stream. std::out_of_range names a bad id; std::invalid_argument a length
-    // mismatch or a bad mode/sms; std::runtime_error once closed. A CUDA error while
-    // queueing is reported through the job's completion, not thrown.
+    // Queues one job, block gpu_ids[i] <-> host slot host_ids[i], and returns at once.
+    // std::out_of_range names a bad id; std::invalid_argument a length mismatch or a bad
+    // mode; std::runtime_error once closed. A CUDA error while issuing the job is
+    // reported through its completion, not thrown.
     void submit(std::int64_t job_id, bool h2d, const std::vector<std::int64_t>& gpu_ids,
                 const std::vector<std::int64_t>& host_ids, Mode mode = Mode::Default,
                 std::uint32_t sms = 0);
