@@ -69,7 +69,7 @@ void bind_transfer([[maybe_unused]] nb::module_& m) {
             "ce_*: the direction's default path is the copy engine; staging_blocks: blocks "
             "per half of each direction's staging buffer; threads, chunks_per_iter, l2_prefetch: "
             "shape of the SM kernel (CTA size, chunks in flight per thread, L2 prefetch bytes "
-            "of its loads: 0, 128 or 256).")
+            "hint of its loads: 0, 128 or 256; 1: TMA bulk prefetch of whole chunks into L2).")
         .def(
             "submit",
             [](KVTransfer& self, std::int64_t job_id, bool h2d, std::vector<std::int64_t> gpu_ids,

@@ -88,6 +88,32 @@ __device__ __forceinline__ void store_stream(unsigned char* p, unsigned char v) 
     *p = v;
 }
 
+constexpr int kBulkPrefetch = 1;  // kPrefetch value: TMA bulk prefetch of whole chunks
+constexpr int kBulkAhead = 2;     // ... this many chunk groups ahead of the loads
+
+// Where chunk c = (block i of the job, chunk j of the block), i = c / lk, lives on the GPU
+// (gp) and in the host slot or staging slot (hp).
+__device__ __forceinline__ void chunk_ptrs(const CopyArgs& a, std::uint64_t c, char** gp,
+                                           char** hp) {
+    const std::uint32_t i = static_cast<std::uint32_t>(c / a.lk);
+    const std::uint32_t j = static_cast<std::uint32_t>(c - std::uint64_t(i) * a.lk);
+    const std::uint64_t slot = a.host_ids ? std::uint64_t(a.host_ids[i]) : i;
+    *gp = a.gpu + j * a.gpu_lk_stride + std::uint64_t(a.gpu_ids[i]) * a.chunk_bytes;
+    *hp = a.host + slot * a.host_stride + j * a.chunk_bytes;
+}
+
+// Asks the TMA unit to bring a source chunk into L2 (sm_90), so that the loads that
+// follow hit L2 and the reads that cross PCIe are the TMA's.
+template <bool kToHost>
+__device__ __forceinline__ void bulk_prefetch(const CopyArgs& a, std::uint64_t c) {
+    char* gp;
+    char* hp;
+    chunk_ptrs(a, c, &gp, &hp);
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(kToHost ? gp : hp),
+                 "r"(static_cast<std::uint32_t>(a.chunk_bytes))
+                 : "memory");
+}
+
 // Chunk c = (block i of the job, chunk j of the block), i = c / lk. Each CTA moves a
 // contiguous range of whole chunks (so a CTA writes whole runs of a host slot); each
 // thread keeps the loads of G chunks x kUnroll vectors in flight before it stores.
@@ -97,19 +123,32 @@ __global__ void __launch_bounds__(kMaxThreads) kv_copy_kernel(CopyArgs a) {
     const std::uint64_t c0 = total * blockIdx.x / gridDim.x;
     const std::uint64_t c1 = total * (blockIdx.x + 1) / gridDim.x;
     const std::uint32_t step = blockDim.x * kUnroll;
+    if constexpr (kPrefetch == kBulkPrefetch) {
+        if (threadIdx.x == 0) {
+            for (std::uint64_t k = c0; k < c1 && k < c0 + kBulkAhead * G; ++k) {
+                bulk_prefetch<kToHost>(a, k);
+            }
+        }
+    }
     for (std::uint64_t c = c0; c < c1; c += G) {
+        if constexpr (kPrefetch == kBulkPrefetch) {
+            if (threadIdx.x == 0) {
+#pragma unroll
+                for (int g = 0; g < G; ++g) {
+                    const std::uint64_t k = c + kBulkAhead * G + g;
+                    if (k < c1) bulk_prefetch<kToHost>(a, k);
+                }
+            }
+        }
         const V* src[G];
         V* dst[G];
         bool have[G];
 #pragma unroll
         for (int g = 0; g < G; ++g) {
             have[g] = c + g < c1;
-            const std::uint64_t cc = have[g] ? c + g : c;
-            const std::uint32_t i = static_cast<std::uint32_t>(cc / a.lk);
-            const std::uint32_t j = static_cast<std::uint32_t>(cc - std::uint64_t(i) * a.lk);
-            const std::uint64_t slot = a.host_ids ? std::uint64_t(a.host_ids[i]) : i;
-            char* gp = a.gpu + j * a.gpu_lk_stride + std::uint64_t(a.gpu_ids[i]) * a.chunk_bytes;
-            char* hp = a.host + slot * a.host_stride + j * a.chunk_bytes;
+            char* gp;
+            char* hp;
+            chunk_ptrs(a, have[g] ? c + g : c, &gp, &hp);
             src[g] = reinterpret_cast<const V*>(kToHost ? gp : hp);
             dst[g] = reinterpret_cast<V*>(kToHost ? hp : gp);
         }
@@ -154,6 +193,9 @@ template <typename V, bool kToHost>
 cudaError_t launch_p(const CopyArgs& a, unsigned grid, unsigned threads, unsigned g,
                      unsigned prefetch, cudaStream_t stream) {
     if constexpr (sizeof(V) == 16) {
+        if (prefetch == kBulkPrefetch) {
+            return launch_g<V, kToHost, kBulkPrefetch>(a, grid, threads, g, stream);
+        }
         if (prefetch == 256) return launch_g<V, kToHost, 256>(a, grid, threads, g, stream);
         if (prefetch == 128) return launch_g<V, kToHost, 128>(a, grid, threads, g, stream);
     }
@@ -554,8 +596,8 @@ KVTransfer::KVTransfer(const KVTransferOptions& options) : impl_(std::make_uniqu
     if (o.chunks_per_iter != 1 && o.chunks_per_iter != 2 && o.chunks_per_iter != 4) {
         throw std::invalid_argument("chunks_per_iter must be 1, 2 or 4");
     }
-    if (o.l2_prefetch != 0 && o.l2_prefetch != 128 && o.l2_prefetch != 256) {
-        throw std::invalid_argument("l2_prefetch must be 0, 128 or 256");
+    if (o.l2_prefetch > 1 && o.l2_prefetch != 128 && o.l2_prefetch != 256) {
+        throw std::invalid_argument("l2_prefetch must be 0, 1 (bulk), 128 or 256");
     }
     m.set_device();
     check(cudaDeviceGetAttribute(&m.sms, cudaDevAttrMultiProcessorCount, o.device),

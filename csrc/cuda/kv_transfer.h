@@ -52,7 +52,9 @@ struct KVTransferOptions {
     std::uint32_t staging_blocks = 32;  // blocks per staging half (CE path)
     std::uint32_t threads = 512;        // threads per CTA of the SM kernel: 128..1024
     std::uint32_t chunks_per_iter = 2;  // chunks whose loads each thread keeps in flight: 1, 2, 4
-    std::uint32_t l2_prefetch = 0;      // SM kernel loads: L2 prefetch size 0, 128 or 256 bytes
+    // SM kernel loads: 0 plain; 128 or 256: L2 prefetch size hint of each load; 1: the
+    // TMA prefetches whole source chunks into L2 ahead of the loads (sm_90)
+    std::uint32_t l2_prefetch = 0;
 };
 
 // How one job moves: the direction's default, or one path forced (benchmarks, tests).

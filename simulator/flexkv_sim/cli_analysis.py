@@ -22,7 +22,7 @@ POINT_KINDS = ("changes", "corners")
 
 def register(group: click.Group) -> None:
     """Add the analysis commands to ``flexkv-sim``."""
-    for command in (curve, sweep, compare):
+    for command in (curve, sweep, compare, doctor):
         group.add_command(command)
 
 
@@ -243,3 +243,41 @@ def compare(run_dirs: tuple[str, ...], labels: str | None, output: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--labels") from None
     click.echo(f"comparison {path}")
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON to stdout.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write doctor.json and doctor.md here.",
+)
+@click.option(
+    "--timing/--no-timing",
+    default=True,
+    show_default=True,
+    help="Check transfer latencies with timing-mode replays on the scenario's hardware.",
+)
+@exit_on_bad_input
+def doctor(scenario: str, as_json: bool, out: str | None, timing: bool) -> None:
+    """The operator guide's troubleshooting, applied to SCENARIO.
+
+    Grades the hit rate, separates workload reuse, capacity misses, eviction settings
+    and block size, checks transfer latency per block and memory per tier, and gives
+    each suggested change with its effect predicted by replaying it in the twin.
+    The scenario schema is in flexkv_sim/sweep/SCHEMA.md.
+    """
+    from .doctor import diagnose, render_text, write_doctor_dir
+    from .sweep import load_scenario
+
+    report = diagnose(load_scenario(scenario), timing=timing)
+    if out is not None:
+        write_doctor_dir(Path(out), report)
+    if as_json:
+        echo_json(report)
+    else:
+        sys.stdout.write(render_text(report))
+    if out is not None:
+        click.echo(f"report in {out} (doctor.json, doctor.md)", err=True)

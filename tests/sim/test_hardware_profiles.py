@@ -111,7 +111,9 @@ def test_h100_duplex_and_directions(h100):
 
 def test_h100_compute_model_is_plausible_for_llama_3_8b(h100):
     compute = h100.compute
-    assert 3e-3 < compute.decode_step_s < 6e-3  # 15 GB of weights at 3.35 TB/s
+    # Measured (bench/prefill_profile.py): at least the 4.5 ms weight-read floor (15 GB
+    # at 3.35 TB/s); launch-bound steps of batch 1 took 8.6-10 ms of GPU time.
+    assert 4.48e-3 < compute.decode_step_s < 12e-3
     assert 0.1 < compute.prefill_time(8192, 0) < 0.4  # ~25-40k prompt tokens/s
     hit = compute.prefill_time(512, 7680)
     assert hit < compute.prefill_time(8192, 0) / 5  # a prefix hit saves most of it

@@ -284,10 +284,11 @@ def _sms(value: str) -> tuple[int, ...]:
 )
 @click.option(
     "--l2-prefetch",
-    type=click.Choice(["0", "128", "256"]),
+    type=click.Choice(["0", "128", "256", "bulk"]),
     default="0",
     show_default=True,
-    help="L2 prefetch bytes of the SM kernel's loads.",
+    help="SM kernel loads: L2 prefetch size hint (bytes), or bulk: the TMA prefetches "
+    "whole source chunks into L2 ahead of the loads.",
 )
 @click.option(
     "--staging-blocks",
@@ -322,7 +323,7 @@ def gpu_command(
             seed=seed,
             threads=threads,
             chunks_per_iter=int(chunks_per_iter),
-            l2_prefetch=int(l2_prefetch),
+            l2_prefetch=1 if l2_prefetch == "bulk" else int(l2_prefetch),
             staging_blocks=staging_blocks,
             progress=lambda msg: click.echo(msg, err=True),
         )

@@ -106,7 +106,7 @@ def test_round_trip_is_byte_exact(mode: int, sms: int) -> None:
         mover.close()
 
 
-@pytest.mark.parametrize("l2_prefetch", [0, 256])
+@pytest.mark.parametrize("l2_prefetch", [0, 1, 256])
 @pytest.mark.parametrize("chunks_per_iter", [1, 4])
 @pytest.mark.parametrize("threads", [128, 512])
 def test_kernel_variants_round_trip(chunks_per_iter: int, threads: int, l2_prefetch: int) -> None:

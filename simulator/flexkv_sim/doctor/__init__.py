@@ -1,0 +1,33 @@
+"""The doctor: the operator guide's troubleshooting as an analysis of a scenario.
+
+::
+
+    report = diagnose(load_scenario("scenarios/tuning/capacity-before.yaml"))
+    print(render_text(report))
+"""
+
+from .analysis import (
+    BLOCK_LIMITS_S,
+    DOCTOR_SCHEMA_VERSION,
+    GRADES,
+    Doctor,
+    diagnose,
+    grade,
+    nice_blocks,
+    tier_memory,
+)
+from .render import effect, render_text, write_doctor_dir
+
+__all__ = [
+    "BLOCK_LIMITS_S",
+    "DOCTOR_SCHEMA_VERSION",
+    "GRADES",
+    "Doctor",
+    "diagnose",
+    "effect",
+    "grade",
+    "nice_blocks",
+    "render_text",
+    "tier_memory",
+    "write_doctor_dir",
+]
