@@ -234,10 +234,26 @@ class Config:
                 key_path="trace_tokens_per_block",
             )
         tpb = cc.tokens_per_block or trace_tokens_per_block or DEFAULT_TOKENS_PER_BLOCK
+        if tpb > schema.MAX_TOKENS_PER_BLOCK:
+            raise ConfigError(
+                f"must be at most {schema.MAX_TOKENS_PER_BLOCK}, got {tpb}",
+                key_path="cache_config.tokens_per_block",
+            )
         block_bytes = self.model_config.bytes_per_block(tpb)
         changes: dict[str, Any] = {"tokens_per_block": tpb}
         for tier in TIERS:
             blocks, why = self._tier_blocks(tier, block_bytes)
+            if blocks > schema.MAX_BLOCKS:
+                counted = getattr(cc, f"num_{tier}_blocks") is not None
+                raise ConfigError(
+                    f"must be at most {schema.MAX_BLOCKS:g} blocks, got {blocks:g}"
+                    if counted
+                    else f"{blocks} blocks of {block_bytes} bytes is more than "
+                    f"{schema.MAX_BLOCKS:g}",
+                    key_path=f"cache_config.num_{tier}_blocks"
+                    if counted
+                    else f"cache_config.{tier}_cache_gb",
+                )
             enabled = True if tier == "cpu" else getattr(cc, f"enable_{tier}")
             if enabled is None:
                 enabled = blocks > 0

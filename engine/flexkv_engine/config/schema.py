@@ -73,8 +73,15 @@ class Section:
         return sorted({*self.fields, *self.aliases})
 
 
+#: Largest tier capacity in blocks: more than any machine or store holds (an absurd
+#: value such as 1e15 is a typo, and would make the engine allocate it).
+MAX_BLOCKS = 10**12
+#: Largest block size in tokens, the trace format's bound.
+MAX_TOKENS_PER_BLOCK = 2**20
+
+
 def _capacity_blocks() -> Field:
-    return Field("int", optional=True, lo=0)
+    return Field("int", optional=True, lo=0)  # at most MAX_BLOCKS, checked on resolve
 
 
 def _capacity_gb() -> Field:

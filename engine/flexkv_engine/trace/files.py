@@ -47,10 +47,27 @@ def numbered_lines(path: PathLike) -> Generator[tuple[int, str], None, None]:
                     f"gzip data is truncated or corrupt after line {lineno} "
                     f"(the last line read completely): {exc}",
                     path,
-                    lineno,
+                    lineno or None,  # no line 0: nothing was read
                 ) from None
             except UnicodeDecodeError as exc:
-                raise TraceError(f"not UTF-8 text: {exc}", path, lineno + 1) from None
+                # The decoder works on chunks, so the error may surface lines early.
+                bad = _first_undecodable_line(path, gzipped) or lineno + 1
+                raise TraceError(f"not UTF-8 text: {exc}", path, bad) from None
+
+
+def _first_undecodable_line(path: PathLike, gzipped: bool) -> int | None:
+    """The number of the first line that is not UTF-8 (read again, line by line)."""
+    try:
+        with open(path, "rb") as raw:
+            stream = gzip.open(raw, "rb") if gzipped else raw  # noqa: SIM115 (closed by raw)
+            for lineno, line in enumerate(stream, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return lineno
+    except (OSError, EOFError, zlib.error):
+        pass
+    return None
 
 
 class _GzipOutput(gzip.GzipFile):

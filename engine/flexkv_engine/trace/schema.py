@@ -62,9 +62,14 @@ def decode_header(obj: dict[str, Any]) -> TraceHeader:
     source = f.required(obj, "source")
     if type(source) is not str or not source:
         raise TraceError(f"header source must be a non-empty string, got {source!r}")
-    tokens_per_block = f.count(obj, "tokens_per_block", f.MAX_TOKENS_PER_BLOCK)
-    if tokens_per_block == 0:
+    tokens_per_block = f.required(obj, "tokens_per_block")
+    if tokens_per_block == 0 and type(tokens_per_block) is int:
         raise TraceError("tokens_per_block must be at least 1")
+    if type(tokens_per_block) is not int or not 0 < tokens_per_block <= f.MAX_TOKENS_PER_BLOCK:
+        raise TraceError(
+            f"tokens_per_block must be an integer in [1, {f.MAX_TOKENS_PER_BLOCK}], "
+            f"got {tokens_per_block!r}"
+        )
     meta = f.optional_dict(obj, "meta", {})
     return TraceHeader(
         version=version,
