@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import click
 
@@ -51,12 +53,18 @@ def _default_device() -> str:
               show_default=True)
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option("--timeline", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write every transfer as a Chrome trace (JSON) for Perfetto or "
+              "chrome://tracing: one track per path.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="N",
+              help="Serve Prometheus metrics on http://127.0.0.1:N/metrics while the replay "
+              "runs (0: a free port, printed on stderr).")
 @exit_on_bad_input
 def replay(
     trace: str, trace_format: str | None, block_size: int | None, config_path: str | None,
     overrides: tuple[str, ...], device: str | None, speed: str, prefill: str,
     ssd_backend: str, as_json: bool, out: str | None, records_format: str,
-    progress: bool | None,
+    progress: bool | None, timeline: str | None, metrics_port: int | None,
 ) -> None:
     """Replay TRACE through the real engine as an emulated serving engine would.
 
@@ -78,15 +86,30 @@ def replay(
         from tqdm import tqdm
 
         bar = tqdm(total=len(inp.requests), desc="replay", unit="req", file=sys.stderr, delay=1.0)
-    try:
-        run = run_replay(
-            inp, device=device or _default_device(), speed=pace, prefill=prefill,
-            trace_path=run_dir / "trace.jsonl" if run_dir is not None else None,
-            ssd_backend=ssd_backend, progress=bar,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
+    with ExitStack() as stack:
+        trace_path = run_dir / "trace.jsonl" if run_dir is not None else None
+        if timeline is not None and trace_path is None:
+            trace_path = Path(stack.enter_context(TemporaryDirectory())) / "trace.jsonl"
+        metrics = None
+        if metrics_port is not None:
+            from .metrics import Metrics
+
+            metrics = stack.enter_context(Metrics())
+            port = metrics.serve(metrics_port)
+            click.echo(f"flexkv-run: metrics on http://127.0.0.1:{port}/metrics", err=True)
+        try:
+            run = run_replay(
+                inp, device=device or _default_device(), speed=pace, prefill=prefill,
+                trace_path=trace_path, ssd_backend=ssd_backend, progress=bar, metrics=metrics,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        if timeline is not None:
+            from .timeline import read_transfers, write_chrome_trace
+
+            assert trace_path is not None
+            write_chrome_trace(read_transfers(trace_path), timeline, process_name="flexkv-run")
     if run_dir is not None:
         write_results(run_dir, run.summary, run.records, RUN_COLUMNS, inp.config,
                       records_format=records_format)

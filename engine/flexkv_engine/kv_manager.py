@@ -27,6 +27,7 @@ from .core.graph import TransferGraph, TransferOp
 from .core.keys import block_keys, tokens_in
 from .core.paths import CACHE_TIERS, D2H, GPU, H2D, SSD_READ, SSD_WRITE
 from .layout import KVLayout
+from .metrics import Metrics
 from .planning import build_planner
 from .storage.host_pool import GpuKVCache, HostPool
 from .trace import RequestRecord
@@ -81,9 +82,11 @@ class KVManager:
         ssd_backend: str = "auto",
         tracer: Any = None,
         cuda_kernels: bool | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``cuda_kernels``: GPU copies by the native CUDA mover (None: when ``device`` is
-        CUDA and the native module has CUDA; True: required; False: the torch mover)."""
+        CUDA and the native module has CUDA; True: required; False: the torch mover).
+        ``metrics``: Prometheus metrics to update (none by default, at no cost)."""
         if not config.is_resolved:
             raise ValueError("KVManager needs a resolved config (Config.resolve())")
         cache = config.cache_config
@@ -99,6 +102,9 @@ class KVManager:
 
             tracer = Tracer(cache.trace_file_path, config)
         self.tracer = tracer
+        self.metrics = metrics
+        if self.metrics is not None:
+            self.metrics.attach(self)
         self._movers: dict[str, Mover] = {}
         copy = self._gpu_mover(cache, device, cuda_kernels)
         self._movers[H2D] = self._movers[D2H] = copy
@@ -328,6 +334,8 @@ class KVManager:
                 log.error("%s op of request %s failed: %s", op.path, req.trace_id, done.error)
             if self.tracer is not None:
                 self.tracer.transfer(req.trace_id, op, done, submitted)
+            if self.metrics is not None:
+                self.metrics.transfer_done(op.path, done)
             self.planner.complete(req.graph, op, ok=done.ok)
             if req.cancelling and not req.in_flight and not req.graph.done:
                 self.planner.cancel(req.graph)
@@ -356,6 +364,10 @@ class KVManager:
         if self.tracer is not None:
             self.tracer.outcome(req.trace_id, req.kind, req.result, self.tokens_per_block,
                                 graph.num_tokens)
+        if self.metrics is not None:
+            served = (self.served_tokens(req.result, graph.num_tokens)
+                      if req.kind == "get" else None)
+            self.metrics.request_done(req.result, served, graph.num_tokens, self.planner.tiers)
         self._cond.notify_all()
 
     def _collect(self, request_ids: Sequence[int]) -> dict[int, KVResult]:

@@ -67,6 +67,14 @@ def main() -> None:
 )
 @click.option("--report/--no-report", default=True, help="Write report.html into --out.")
 @click.option(
+    "--timeline",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Timing mode: write every simulated transfer as a Chrome trace (JSON) for "
+    "Perfetto or chrome://tracing, one track per path.",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar on stderr (default: when stderr is a terminal).",
@@ -84,6 +92,7 @@ def replay(
     out: str | None,
     records_format: str,
     report: bool,
+    timeline: str | None,
     progress: bool | None,
 ) -> None:
     """Replay TRACE through the core's planner and report hit rate (and latency).
@@ -102,9 +111,17 @@ def replay(
         overrides=overrides,
     )
     links = None
+    if timeline is not None and mode != "timing":
+        raise click.UsageError("--timeline needs --mode timing")
     if mode == "timing":
         profile = load_profiles(hardware or DEFAULT_PROFILES)
-        timed = replay_timing(inp, profile, progress=progress)
+        timed = replay_timing(
+            inp, profile, progress=progress, record_transfers=timeline is not None
+        )
+        if timeline is not None:
+            from flexkv_engine.timeline import write_chrome_trace
+
+            write_chrome_trace(timed.transfers or [], timeline, process_name="flexkv-sim")
         planner, wall_s, records, columns = (
             timed.planner,
             timed.wall_s,

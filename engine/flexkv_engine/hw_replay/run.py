@@ -46,6 +46,7 @@ def run_replay(
     trace_path: Path | None = None,
     ssd_backend: str = "auto",
     progress: Any = None,
+    metrics: Any = None,
 ) -> HardwareRun:
     """Replay ``inp`` through a real :class:`KVManager` on ``device``; check every block."""
     config = inp.config
@@ -60,7 +61,7 @@ def run_replay(
         tracer = Tracer(str(trace_path), config, meta={"device": device, "pacing": pacing})
         tracer.write(pacing)
     kv = KVManager(config, num_gpu_blocks=prefix_blocks + working, device=device,
-                   ssd_backend=ssd_backend, tracer=tracer)
+                   ssd_backend=ssd_backend, tracer=tracer, metrics=metrics)
     emulator = ServingEmulator(kv, prefix_blocks, working, serving.compute,
                                emulate_compute=prefill == "model")
     records: list[tuple[Any, ...]] = []

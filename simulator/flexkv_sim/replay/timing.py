@@ -36,6 +36,7 @@ from flexkv_engine.core.planner import Planner
 from flexkv_engine.gpu_cache import GpuPrefixCache
 from flexkv_engine.planning import build_planner
 from flexkv_engine.replay_input import ReplayInput
+from flexkv_engine.trace import TransferRecord
 
 from ..devices import DuplexPair, FluidLink
 from ..hardware import HardwareProfile
@@ -70,6 +71,7 @@ class TimingResult:
     span_s: float
     links: dict[str, FluidLink]
     records: list[tuple[Any, ...]] = field(default_factory=list)  # rows of TIMING_COLUMNS
+    transfers: list[TransferRecord] | None = None  # with record_transfers=True
 
 
 class TimingModel:
@@ -112,6 +114,23 @@ class TimingModel:
         self.records: list[tuple[Any, ...]] = []
         self.sequential = False
         self._pending: list[Any] = []  # one-at-a-time pacing: requests not started, reversed
+        self.transfers: list[TransferRecord] | None = None  # a list: record every op
+
+    def _recorded(self, graph: TransferGraph, op: TransferOp, then: Callable[[], None]
+                  ) -> Callable[[], None]:
+        """``then``, after appending ``op``'s record (it starts moving now)."""
+        start, log, nbytes = self.env.now, self.transfers, op.blocks * self.block_bytes
+        assert log is not None
+
+        def ended() -> None:
+            log.append(TransferRecord(
+                request_id=graph.request_id, op_id=op.op_id, path=op.path, num_bytes=nbytes,
+                num_blocks=op.blocks, t_submit=start, queue_s=0.0,
+                transfer_s=self.env.now - start, deps=tuple(op.deps),
+            ))
+            then()
+
+        return ended
 
     # -- transfer graphs -----------------------------------------------------------------
     def execute(self, graph: TransferGraph, then: Callable[[], None]) -> None:
@@ -126,14 +145,21 @@ class TimingModel:
                 then()
 
             copies = max(1, only.blocks * copies_per_block.get(only.path, 0))
-            links[only.path].transfer(only.blocks * block_bytes, copies, single)
+            links[only.path].transfer(
+                only.blocks * block_bytes, copies,
+                single if self.transfers is None else self._recorded(graph, only, single),
+            )
             return
         started: set[int] = set()
 
         def start(op: TransferOp) -> None:
             started.add(op.op_id)
             copies = max(1, op.blocks * copies_per_block.get(op.path, 0))
-            links[op.path].transfer(op.blocks * block_bytes, copies, lambda: done(op))
+            def ended() -> None:
+                done(op)
+
+            on_end = ended if self.transfers is None else self._recorded(graph, op, ended)
+            links[op.path].transfer(op.blocks * block_bytes, copies, on_end)
 
         def done(op: TransferOp) -> None:
             complete(graph, op)
@@ -305,19 +331,24 @@ def replay_timing(
     *,
     speed: float | str | None = None,
     progress: bool | None = None,
+    record_transfers: bool = False,
 ) -> TimingResult:
     """Replay ``inp`` in simulated time on ``profile``'s devices.
 
     ``speed``: None replays at the trace's timestamps; a number X compresses time X-fold
     (as ``flexkv-run replay --speed X``); ``"max"`` runs one request at a time in trace
     order, each starting when the previous one's PUT and decode are over (as
-    ``flexkv-run replay --speed max``).
+    ``flexkv-run replay --speed max``). ``record_transfers``: keep a
+    :class:`TransferRecord` per simulated op in ``TimingResult.transfers`` (its time
+    on the link, fixed latency included; the twin has no device queue).
     """
     requests = inp.requests
     if isinstance(speed, (int, float)):
         requests = [replace(r, t=r.t / speed) for r in requests]
     span_hint = (requests[-1].t - requests[0].t) if requests else 0.0
     model = TimingModel(inp, profile, bin_s=max(span_hint / UTILISATION_BINS, 1e-3))
+    if record_transfers:
+        model.transfers = []
     env = model.env
     bar = progress_bar(len(requests), "simulate", progress)
     begin = time.perf_counter()
@@ -356,4 +387,5 @@ def replay_timing(
         span_s=env.now,
         links=model.links,
         records=records,
+        transfers=model.transfers,
     )
