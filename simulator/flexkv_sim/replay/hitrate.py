@@ -57,14 +57,20 @@ def replay_hitrate(inp: ReplayInput, *, progress: bool | None = None) -> HitRate
     append = records.append
     bar = progress_bar(len(inp.requests), "replay", progress)
     start = time.perf_counter()
+    tpb = planner.tokens_per_block
     with cyclic_gc_paused():
         for i, req in enumerate(inp.requests):
-            keys, tokens, now = req.keys, req.num_tokens, req.t
-            gpu_blocks, gpu_handle = gpu.acquire(keys, now)
-            hits, in_flight = step(req, gpu_blocks)
-            gpu.release(keys, gpu_handle, now)
-            gpu_tokens = min(gpu_blocks * planner.tokens_per_block, tokens)
-            append((req.request_id, now, req.op, tokens, len(keys), gpu_tokens, *hits, in_flight))
+            keys = req.keys
+            if gpu.index is None:  # no GPU prefix cache: nothing to match or keep
+                hits, in_flight = step(req, 0)
+                gpu_tokens = 0
+            else:
+                gpu_blocks, gpu_handle = gpu.acquire(keys, req.t)
+                hits, in_flight = step(req, gpu_blocks)
+                gpu.release(keys, gpu_handle, req.t)
+                gpu_tokens = min(gpu_blocks * tpb, req.num_tokens)
+            append((req.request_id, req.t, req.op, req.num_tokens, len(keys), gpu_tokens,
+                    *hits, in_flight))
             if i & 1023 == 1023:
                 bar.update(1024)
     wall_s = time.perf_counter() - start
