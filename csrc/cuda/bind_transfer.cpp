@@ -6,6 +6,7 @@
 #include "cuda/bind_transfer.h"
 
 #include <nanobind/stl/optional.h>
+#include "bind_poll.h"
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -85,20 +86,7 @@ void bind_transfer([[maybe_unused]] nb::module_& m) {
             "mismatch; RuntimeError once closed.")
         .def(
             "poll",
-            [](KVTransfer& self, std::size_t max_jobs, std::optional<double> timeout) {
-                std::vector<TransferCompletion> done;
-                {
-                    nb::gil_scoped_release unlocked;
-                    done = self.poll(max_jobs, timeout ? *timeout : -1.0);
-                }
-                nb::list out;
-                for (const TransferCompletion& c : done) {
-                    nb::object error = c.ok ? nb::none() : nb::object(nb::str(c.error.c_str()));
-                    out.append(nb::make_tuple(c.job_id, c.ok, error, c.bytes, c.queue_s,
-                                              c.transfer_s));
-                }
-                return out;
-            },
+            &flexkv::poll_completions<KVTransfer>,
             "max_jobs"_a = 0, "timeout"_a.none() = 0.0,
             "Finished jobs as (job_id, ok, error, bytes, queue_s, transfer_s) tuples, at most "
             "max_jobs (0: all), waiting up to timeout seconds (None: forever) for one. "

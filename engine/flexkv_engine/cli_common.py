@@ -82,6 +82,13 @@ def trace_options(func: F) -> F:
     return func
 
 
+progress_option = click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 

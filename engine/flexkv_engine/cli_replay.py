@@ -9,7 +9,7 @@ from tempfile import TemporaryDirectory
 
 import click
 
-from .cli_common import echo_json, exit_on_bad_input, trace_options
+from .cli_common import echo_json, exit_on_bad_input, progress_option, trace_options
 from .replay_input import prepare_replay
 from .results import RECORD_FORMATS, write_results
 
@@ -35,36 +35,84 @@ def _default_device() -> str:
 @click.command()
 @click.argument("trace", type=click.Path(exists=True, dir_okay=False))
 @trace_options
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Where the serving engine's KV cache lives (default: cuda when present).")
-@click.option("--speed", default="1", show_default=True, metavar="X|max",
-              help="Replay X times faster than the trace's timestamps; 'max': one request "
-              "at a time in trace order (deterministic hits, equal to the twin's hitrate mode).")
-@click.option("--prefill", type=click.Choice(["none", "model"]), default="none",
-              show_default=True, help="none: fill missed blocks at once; model: hold each "
-              "request for the compute model's prefill and decode time (serving_config.compute).")
-@click.option("--ssd-backend", type=click.Choice(["auto", "io_uring", "threads"]),
-              default="auto", show_default=True, help="SSD I/O: io_uring, or pread/pwrite threads.")
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default=None,
+    help="Where the serving engine's KV cache lives (default: cuda when present).",
+)
+@click.option(
+    "--speed",
+    default="1",
+    show_default=True,
+    metavar="X|max",
+    help="Replay X times faster than the trace's timestamps; 'max': one request "
+    "at a time in trace order (deterministic hits, equal to the twin's hitrate mode).",
+)
+@click.option(
+    "--prefill",
+    type=click.Choice(["none", "model"]),
+    default="none",
+    show_default=True,
+    help="none: fill missed blocks at once; model: hold each "
+    "request for the compute model's prefill and decode time (serving_config.compute).",
+)
+@click.option(
+    "--ssd-backend",
+    type=click.Choice(["auto", "io_uring", "threads"]),
+    default="auto",
+    show_default=True,
+    help="SSD I/O: io_uring, or pread/pwrite threads.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON to stdout.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Write summary.json, requests.csv, config.json and trace.jsonl (with every "
-              "transfer) here: what the twin needs to reproduce and calibrate the run.")
-@click.option("--records", "records_format", type=click.Choice(RECORD_FORMATS), default="csv",
-              show_default=True)
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr (default: when stderr is a terminal).")
-@click.option("--timeline", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="Write every transfer as a Chrome trace (JSON) for Perfetto or "
-              "chrome://tracing: one track per path.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="N",
-              help="Serve Prometheus metrics on http://127.0.0.1:N/metrics while the replay "
-              "runs (0: a free port, printed on stderr).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write summary.json, requests.csv, config.json and trace.jsonl (with every "
+    "transfer) here: what the twin needs to reproduce and calibrate the run.",
+)
+@click.option(
+    "--records",
+    "records_format",
+    type=click.Choice(RECORD_FORMATS),
+    default="csv",
+    show_default=True,
+)
+@progress_option
+@click.option(
+    "--timeline",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Write every transfer as a Chrome trace (JSON) for Perfetto or "
+    "chrome://tracing: one track per path.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="N",
+    help="Serve Prometheus metrics on http://127.0.0.1:N/metrics while the replay "
+    "runs (0: a free port, printed on stderr).",
+)
 @exit_on_bad_input
 def replay(
-    trace: str, trace_format: str | None, block_size: int | None, config_path: str | None,
-    overrides: tuple[str, ...], device: str | None, speed: str, prefill: str,
-    ssd_backend: str, as_json: bool, out: str | None, records_format: str,
-    progress: bool | None, timeline: str | None, metrics_port: int | None,
+    trace: str,
+    trace_format: str | None,
+    block_size: int | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    device: str | None,
+    speed: str,
+    prefill: str,
+    ssd_backend: str,
+    as_json: bool,
+    out: str | None,
+    records_format: str,
+    progress: bool | None,
+    timeline: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Replay TRACE through the real engine as an emulated serving engine would.
 
@@ -76,8 +124,13 @@ def replay(
     from .hw_replay import RUN_COLUMNS, run_replay
 
     pace = _speed(speed)
-    inp = prepare_replay(trace, trace_format=trace_format, block_size=block_size,
-                         config_path=config_path, overrides=overrides)
+    inp = prepare_replay(
+        trace,
+        trace_format=trace_format,
+        block_size=block_size,
+        config_path=config_path,
+        overrides=overrides,
+    )
     run_dir = Path(out) if out is not None else None
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -99,8 +152,14 @@ def replay(
             click.echo(f"flexkv-run: metrics on http://127.0.0.1:{port}/metrics", err=True)
         try:
             run = run_replay(
-                inp, device=device or _default_device(), speed=pace, prefill=prefill,
-                trace_path=trace_path, ssd_backend=ssd_backend, progress=bar, metrics=metrics,
+                inp,
+                device=device or _default_device(),
+                speed=pace,
+                prefill=prefill,
+                trace_path=trace_path,
+                ssd_backend=ssd_backend,
+                progress=bar,
+                metrics=metrics,
             )
         finally:
             if bar is not None:
@@ -111,14 +170,22 @@ def replay(
             assert trace_path is not None
             write_chrome_trace(read_transfers(trace_path), timeline, process_name="flexkv-run")
     if run_dir is not None:
-        write_results(run_dir, run.summary, run.records, RUN_COLUMNS, inp.config,
-                      records_format=records_format)
+        write_results(
+            run_dir,
+            run.summary,
+            run.records,
+            RUN_COLUMNS,
+            inp.config,
+            records_format=records_format,
+        )
     if as_json:
         echo_json(run.summary)
     else:
         s = run.summary
-        click.echo(f"requests {s['requests']}  hit rate {s['hit_rate']:.4f}  "
-                   f"by tier {s['hit_rate_by_tier']}  wall {s['wall_s']:.2f} s")
+        click.echo(
+            f"requests {s['requests']}  hit rate {s['hit_rate']:.4f}  "
+            f"by tier {s['hit_rate_by_tier']}  wall {s['wall_s']:.2f} s"
+        )
         click.echo(f"integrity failures {s['integrity_failures']}")
     for failure in run.failures[:20]:
         click.echo(f"flexkv-run: integrity: {failure}", err=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from flexkv_engine.cli_common import echo_json, exit_on_bad_input, trace_options
+from flexkv_engine.cli_common import echo_json, exit_on_bad_input, progress_option, trace_options
 from flexkv_engine.replay_input import prepare_replay
 
 from . import __version__
@@ -74,11 +74,7 @@ def main() -> None:
     help="Timing mode: write every simulated transfer as a Chrome trace (JSON) for "
     "Perfetto or chrome://tracing, one track per path.",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress bar on stderr (default: when stderr is a terminal).",
-)
+@progress_option
 @exit_on_bad_input
 def replay(
     trace: str,

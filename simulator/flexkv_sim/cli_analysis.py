@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from flexkv_engine.cli_common import echo_json, exit_on_bad_input, trace_options
+from flexkv_engine.cli_common import echo_json, exit_on_bad_input, progress_option, trace_options
 from flexkv_engine.replay_input import prepare_replay
 
 # As in flexkv_sim.curve, which is imported only when the command runs (numpy); a test
@@ -53,11 +53,7 @@ def register(group: click.Group) -> None:
     default=None,
     help="Write curve.csv, curve.json and curve.html (plot) here.",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress bar on stderr (default: when stderr is a terminal).",
-)
+@progress_option
 @exit_on_bad_input
 def curve(
     trace: str,
