@@ -25,7 +25,16 @@ from typing import Any
 from .config import Config
 from .core.graph import TransferGraph, TransferOp
 from .core.keys import block_keys, tokens_in
-from .core.paths import CACHE_TIERS, D2H, GPU, H2D, SSD_READ, SSD_WRITE
+from .core.paths import (
+    CACHE_TIERS,
+    D2H,
+    GPU,
+    H2D,
+    REMOTE_READ,
+    REMOTE_WRITE,
+    SSD_READ,
+    SSD_WRITE,
+)
 from .layout import KVLayout
 from .metrics import Metrics
 from .planning import build_planner
@@ -36,6 +45,7 @@ from .transfer.torch_copy import TorchCopyMover
 
 log = logging.getLogger("flexkv_engine")
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
+_REMOTE_PATHS = (REMOTE_READ, REMOTE_WRITE)
 
 
 @dataclass
@@ -111,6 +121,11 @@ class KVManager:
         self.ssd_files = None
         if cache.enable_ssd:
             self._open_ssd(cache, ssd_backend)
+        self.remote_store: Any = None
+        self.remote_errors = {"unavailable": 0, "gets_failed": 0, "puts_dropped": 0}
+        self._remote_retry_at = 0.0  # no existence checks before this (store unreachable)
+        if cache.enable_remote:
+            self._open_remote(cache)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._requests: dict[int, _Request] = {}
@@ -156,6 +171,15 @@ class KVManager:
         )
         self.ssd_backend_name = io.name
         self._movers[SSD_READ] = self._movers[SSD_WRITE] = SsdMover(io)
+
+    def _open_remote(self, cache: Any) -> None:
+        from .storage.remote import open_remote_store
+        from .transfer.remote import RemoteMover
+
+        self.remote_store = open_remote_store(cache, self.layout.stride)
+        self._movers[REMOTE_READ] = self._movers[REMOTE_WRITE] = RemoteMover(
+            self.remote_store, self.host
+        )
 
     # -- the API -----------------------------------------------------------------------
     def keys_for(self, token_ids: Sequence[int], namespace: str | None = None) -> list[int]:
@@ -233,13 +257,14 @@ class KVManager:
                 "gets": s.gets, "puts": s.puts, "hit_rate": s.hit_rate,
                 "hit_rate_by_tier": s.hit_rate_by_tier(),
                 "blocks_by_path": dict(s.blocks_by_path), "failed_ops": self.failed_ops,
+                "remote_errors": dict(self.remote_errors), "adopted_blocks": s.adopted_blocks,
                 "tiers": {n: {"used": t.used, "capacity": t.capacity,
                               "evicted_blocks": t.evicted_blocks}
                           for n, t in self.planner.tiers.items()},
             }
 
     def close(self) -> None:
-        """Finish in-flight work, stop the workers and close the SSD files."""
+        """Finish in-flight work, stop the workers, close the SSD files and the store."""
         with self._cond:
             self._cond.wait_for(lambda: not self._jobs, timeout=30.0)
             self._closing = True
@@ -249,6 +274,8 @@ class KVManager:
             mover.close()
         if self.ssd_files is not None:
             self.ssd_files.close()
+        if self.remote_store is not None:
+            self.remote_store.close()
         if self.tracer is not None:
             self.tracer.close()
 
@@ -271,6 +298,9 @@ class KVManager:
         gpu_matched: int, trace_id: str | None, now: float | None,
     ) -> int:
         tokens = num_tokens if num_tokens is not None else len(keys) * self.tokens_per_block
+        known = 0
+        if kind != "put" and self.remote_store is not None:
+            known = self._remote_known(keys)
         with self._lock:
             if self._closing:
                 raise RuntimeError("KVManager is closed")
@@ -282,7 +312,8 @@ class KVManager:
                 graph = self.planner.plan_put(str(rid), keys, tokens, now)
             else:
                 graph = self.planner.plan_get(
-                    str(rid), keys, tokens, now, gpu_blocks=gpu_matched, to_gpu=kind == "get"
+                    str(rid), keys, tokens, now, gpu_blocks=gpu_matched,
+                    to_gpu=kind == "get", remote_known=known,
                 )
             req = _Request(rid, kind, graph, gpu_ids, began, time.perf_counter() - began,
                            trace_id or str(rid))
@@ -297,6 +328,35 @@ class KVManager:
             else:
                 self._dispatch(req)
             return rid
+
+    def _remote_known(self, keys: list[int]) -> int:
+        """How far the shared store holds ``keys``: one batched existence check of what
+        lies beyond the remote index, made outside the lock. While the store is
+        unreachable (checked again after a second) the index alone answers."""
+        from .storage.remote import RemoteUnavailable
+
+        with self._lock:
+            ready = self.planner.remote_ready(keys)
+        if ready >= len(keys) or time.monotonic() < self._remote_retry_at:
+            return ready
+        try:
+            held = self.remote_store.exists(keys[ready:])
+        except RemoteUnavailable as exc:
+            with self._lock:
+                self.remote_errors["unavailable"] += 1
+            if self._remote_retry_at == 0.0:
+                log.warning("remote store %s unreachable, serving without it: %s",
+                            self.remote_store.name, exc)
+            self._remote_retry_at = time.monotonic() + 1.0
+            return ready
+        if self._remote_retry_at:
+            log.warning("remote store %s reachable again", self.remote_store.name)
+            self._remote_retry_at = 0.0
+        for found in held:
+            if not found:
+                break
+            ready += 1
+        return ready
 
     def _dispatch(self, req: _Request) -> None:
         """Hand every runnable, not yet submitted op of ``req`` to its mover (lock held)."""
@@ -314,7 +374,8 @@ class KVManager:
             assert src is not None and dst is not None
             self._jobs[job_id] = (req, op, time.perf_counter())
             req.in_flight.add(job_id)
-            self._movers[op.path].submit(Job(job_id, op.path, src, dst))
+            keys = graph.keys[op.start : op.end] if op.path in _REMOTE_PATHS else ()
+            self._movers[op.path].submit(Job(job_id, op.path, src, dst, keys))
 
     def _poll_loop(self, mover: Mover) -> None:
         while True:
@@ -331,7 +392,16 @@ class KVManager:
             if not done.ok:
                 self.failed_ops += 1
                 req.errors.append(done.error or f"{op.path} failed")
-                log.error("%s op of request %s failed: %s", op.path, req.trace_id, done.error)
+                if op.path in _REMOTE_PATHS:
+                    # The mover logs an outage once; each lost op is only counted.
+                    self.remote_errors[
+                        "puts_dropped" if op.path == REMOTE_WRITE else "gets_failed"
+                    ] += 1
+                    log.debug("%s op of request %s failed: %s", op.path, req.trace_id,
+                              done.error)
+                else:
+                    log.error("%s op of request %s failed: %s", op.path, req.trace_id,
+                              done.error)
             if self.tracer is not None:
                 self.tracer.transfer(req.trace_id, op, done, submitted)
             if self.metrics is not None:

@@ -16,6 +16,7 @@ from flexkv_engine.replay_input import prepare_replay
 from . import __version__
 from .cli_analysis import register as register_analysis
 from .cli_calibrate import calibrate, validate
+from .cli_shared import shared
 from .cli_trace import trace
 from .hardware import DEFAULT_PROFILES, load_profiles
 from .output import RECORD_FORMATS, write_run_dir
@@ -184,6 +185,7 @@ main.add_command(trace)
 register_analysis(main)
 main.add_command(calibrate)
 main.add_command(validate)
+main.add_command(shared)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -5,6 +5,12 @@ cache; FlexKV serves what follows. The CPU tier serves its ready prefix; beyond 
 serves what it holds, and the remote tier what lies beyond that. Blocks loaded from SSD
 or remote are staged in CPU (the tiers are inclusive), then copied to the GPU.
 
+The remote store is shared: blocks another instance stored are not in this instance's
+remote index. The caller checks the store for the keys beyond the index's ready prefix
+(:meth:`Planner.remote_ready`), in one batch, and passes how far the store holds the
+request as ``remote_known``; those blocks join the index (counted against
+``num_remote_blocks``, evicted by the same policy) and are read like the others.
+
 PUT: write-through. Blocks the CPU lacks are copied GPU -> CPU, then every lower tier
 gets, from CPU, the blocks it lacks. ``store_after_hits`` (admission) stores a block
 only once it was requested that many times before.
@@ -66,10 +72,13 @@ class Planner:
         *,
         gpu_blocks: int = 0,
         to_gpu: bool = True,
+        remote_known: int = 0,
     ) -> TransferGraph:
         """Plan loading the blocks of ``keys`` after the first ``gpu_blocks``.
 
         With ``to_gpu=False`` (prefetch) blocks are only staged into the CPU tier.
+        ``remote_known``: the remote store holds ``keys[:remote_known]`` (an existence
+        check); blocks of it missing from the remote index are added to it first.
         """
         graph = TransferGraph(
             next(self._graph_ids),
@@ -88,7 +97,7 @@ class Planner:
         if c_present > c_ready:
             graph.in_flight = True
         elif c_ready < n and (self.ssd is not None or self.remote is not None):
-            end = self._plan_staging(graph, keys, c_ready, c_handle, now)
+            end = self._plan_staging(graph, keys, c_ready, c_handle, now, remote_known)
         first = gpu_blocks if gpu_blocks > 0 else 0
         cpu_end = first if first > c_ready else c_ready
         graph.served[CPU] = (first, cpu_end)
@@ -103,7 +112,13 @@ class Planner:
         return graph
 
     def _plan_staging(
-        self, graph: TransferGraph, keys: list[int], c_ready: int, c_handle: Node, now: float
+        self,
+        graph: TransferGraph,
+        keys: list[int],
+        c_ready: int,
+        c_handle: Node,
+        now: float,
+        remote_known: int,
     ) -> int:
         """Plan SSD/remote -> CPU loads beyond the CPU prefix; return the staged end."""
         # (tier, read path, ready prefix, lock handle) of each lower tier that was matched.
@@ -115,6 +130,8 @@ class Planner:
             ready, present, handle = tier.lookup(keys, now, hit=True)
             graph.locks.append((tier, handle))
             graph.in_flight |= present > ready
+            if tier is self.remote and present == ready < remote_known:
+                ready, handle = self._adopt(graph, tier, keys, handle, remote_known, now)
             found.append((tier, path, ready, handle))
             deepest = max(deepest, ready)
         if deepest <= c_ready:
@@ -134,6 +151,31 @@ class Planner:
                 graph.served[tier.name] = (max(begin, first), max(stop, first))
                 begin = stop
         return end
+
+    def _adopt(
+        self,
+        graph: TransferGraph,
+        tier: TierIndex,
+        keys: list[int],
+        handle: Node,
+        known: int,
+        now: float,
+    ) -> tuple[int, Node]:
+        """Add blocks another instance stored to the remote index; return (ready, handle)."""
+        node = tier.insert(handle, keys, min(known, len(keys)) - handle.end, now)
+        if node is None:
+            return handle.end, handle
+        graph.locks.append((tier, tier.pin(node)))  # held like the lookup's path lock
+        tier.commit(node)
+        self.stats.adopted_blocks += node.n
+        return node.end, node
+
+    def remote_ready(self, keys: list[int]) -> int:
+        """Ready prefix of ``keys`` in the remote index (0 without one); no side effects.
+
+        What lies beyond it is worth an existence check in the shared store.
+        """
+        return self.remote.probe(keys)[0] if self.remote is not None else 0
 
     # -- PUT ---------------------------------------------------------------------------
     def plan_put(

@@ -29,6 +29,9 @@ class CacheStats:
     ops_by_path: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PATHS, 0))
     blocks_by_path: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PATHS, 0))
     gets_in_flight: int = 0  # GETs that found blocks still being written
+    # Blocks the shared store held but the remote index lacked (another instance wrote
+    # them, or this one had evicted them from its index), added by a GET.
+    adopted_blocks: int = 0
     failed_ops: int = 0
     cancelled_ops: int = 0
 

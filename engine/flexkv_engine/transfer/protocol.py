@@ -12,12 +12,16 @@ class Job:
     """Move ``len(src_ids)`` blocks along ``path``: block ``src_ids[i]`` -> ``dst_ids[i]``.
 
     Ids are block ids of the source and destination places (GPU cache, host pool, SSD).
+    ``keys`` are the blocks' keys, ``keys[i]`` for block ``i``: the remote store names its
+    objects by key (its tier ids are this instance's accounting only); other paths
+    ignore them.
     """
 
     job_id: int
     path: str
     src_ids: Sequence[int]
     dst_ids: Sequence[int]
+    keys: Sequence[int] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from flexkv_engine.replay_input import ReplayInput
 from flexkv_engine.trace import RequestRecord
 
 from ..progress import cyclic_gc_paused, progress_bar
+from .store import StoreModel, fail_lost_reads, record_writes
 
 RECORD_COLUMNS = (
     "request_id",
@@ -43,46 +44,64 @@ class HitRateResult:
     records: list[tuple] = field(default_factory=list)  # rows of RECORD_COLUMNS
 
 
-def replay_hitrate(inp: ReplayInput, *, progress: bool | None = None) -> HitRateResult:
+def replay_hitrate(
+    inp: ReplayInput, *, progress: bool | None = None, store: StoreModel | None = None
+) -> HitRateResult:
     """Replay ``inp`` through a fresh planner built from its config.
 
     Per request, in the order ``flexkv-run replay`` uses: GPU prefix cache match, GET,
     PUT, then the request's blocks join the GPU prefix cache. A CPU tier alone goes
-    through ``Planner.access`` (the same index calls without transfer graphs).
+    through ``Planner.access`` (the same index calls without transfer graphs). With a
+    remote tier, ``store`` is the shared store (default: a fresh one of the config's).
     """
-    planner = build_planner(inp.config.cache_config, track_ids=False)
-    gpu = GpuPrefixCache(inp.config.serving_config.num_gpu_blocks, track_ids=False)
-    step = _access_step(planner) if planner.single_tier else _graph_step(planner)
-    records: list[tuple] = []
-    append = records.append
+    instance = Instance(inp, store)
     bar = progress_bar(len(inp.requests), "replay", progress)
     start = time.perf_counter()
-    tpb = planner.tokens_per_block
+    replay = instance.replay
     with cyclic_gc_paused():
         for i, req in enumerate(inp.requests):
-            keys = req.keys
-            if gpu.index is None:  # no GPU prefix cache: nothing to match or keep
-                hits, in_flight = step(req, 0)
-                gpu_tokens = 0
-            else:
-                gpu_blocks, gpu_handle = gpu.acquire(keys, req.t)
-                hits, in_flight = step(req, gpu_blocks)
-                gpu.release(keys, gpu_handle, req.t)
-                gpu_tokens = min(gpu_blocks * tpb, req.num_tokens)
-            append((req.request_id, req.t, req.op, req.num_tokens, len(keys), gpu_tokens,
-                    *hits, in_flight))
+            replay(req)
             if i & 1023 == 1023:
                 bar.update(1024)
     wall_s = time.perf_counter() - start
     bar.update(len(inp.requests) & 1023)
     bar.close()
-    return HitRateResult(planner=planner, wall_s=wall_s, records=records)
+    return HitRateResult(planner=instance.planner, wall_s=wall_s, records=instance.records)
+
+
+class Instance:
+    """One engine instance of a hit-rate replay: planner, GPU prefix cache, its records."""
+
+    def __init__(self, inp: ReplayInput, store: StoreModel | None = None) -> None:
+        config = inp.config
+        self.planner = planner = build_planner(config.cache_config, track_ids=False)
+        if store is None:
+            store = StoreModel.for_config(config)
+        self.store = store if planner.remote is not None else None
+        self.gpu = GpuPrefixCache(config.serving_config.num_gpu_blocks, track_ids=False)
+        self.step = (
+            _access_step(planner) if planner.single_tier else _graph_step(planner, self.store)
+        )
+        self.records: list[tuple] = []
+
+    def replay(self, req: RequestRecord) -> None:
+        keys, gpu, step = req.keys, self.gpu, self.step
+        if gpu.index is None:  # no GPU prefix cache: nothing to match or keep
+            hits, in_flight = step(req, 0)
+            gpu_tokens = 0
+        else:
+            gpu_blocks, gpu_handle = gpu.acquire(keys, req.t)
+            hits, in_flight = step(req, gpu_blocks)
+            gpu.release(keys, gpu_handle, req.t)
+            gpu_tokens = min(gpu_blocks * self.planner.tokens_per_block, req.num_tokens)
+        self.records.append((req.request_id, req.t, req.op, req.num_tokens, len(keys),
+                             gpu_tokens, *hits, in_flight))
 
 
 Step = Callable[[RequestRecord, int], tuple[tuple[int, int, int], bool]]
 
 
-def _graph_step(planner: Planner) -> Step:
+def _graph_step(planner: Planner, store: StoreModel | None = None) -> Step:
     """GET then PUT through transfer graphs, completed at once (any set of tiers)."""
     tpb, plan_get, plan_put, run = (
         planner.tokens_per_block, planner.plan_get, planner.plan_put, planner.run,
@@ -93,13 +112,20 @@ def _graph_step(planner: Planner) -> Step:
         hits = [0, 0, 0]
         in_flight = False
         if req.op == "get":
-            graph = run(plan_get(req.request_id, keys, tokens, now, gpu_blocks=gpu_blocks))
+            known = store.known(keys, planner.remote_ready(keys)) if store is not None else 0
+            graph = plan_get(req.request_id, keys, tokens, now, gpu_blocks=gpu_blocks,
+                             remote_known=known)
+            if store is not None:
+                fail_lost_reads(planner, graph, store)
+            run(graph)
             in_flight = graph.in_flight
             for j, tier in enumerate(CACHE_TIERS):
                 rng = graph.served.get(tier)
                 if rng is not None:
                     hits[j] = tokens_in(rng[0], rng[1], tpb, tokens)
-        run(plan_put(req.request_id, keys, tokens, now))
+        put = run(plan_put(req.request_id, keys, tokens, now))
+        if store is not None:
+            record_writes(put, store)
         return (hits[0], hits[1], hits[2]), in_flight
 
     return step

@@ -41,6 +41,7 @@ from flexkv_engine.trace import TransferRecord
 from ..devices import DuplexPair, FluidLink
 from ..hardware import HardwareProfile
 from ..progress import cyclic_gc_paused, progress_bar
+from .store import StoreModel, fail_lost_reads, record_writes
 
 TIMING_COLUMNS = (
     "request_id",
@@ -77,11 +78,23 @@ class TimingResult:
 class TimingModel:
     """Devices, planner and GPU prefix cache of one timing replay."""
 
-    def __init__(self, inp: ReplayInput, profile: HardwareProfile, bin_s: float) -> None:
+    def __init__(
+        self,
+        inp: ReplayInput,
+        profile: HardwareProfile,
+        bin_s: float,
+        *,
+        env: simpy.Environment | None = None,
+        store: StoreModel | None = None,
+    ) -> None:
+        """``env`` and ``store``: shared with other instances (default: their own)."""
         config = inp.config
         cache = config.cache_config
-        self.env = env = simpy.Environment()
+        self.env = env = env if env is not None else simpy.Environment()
         self.planner = build_planner(cache, track_ids=False)  # the twin moves no bytes
+        if store is None:
+            store = StoreModel.for_config(config)
+        self.store = store if self.planner.remote is not None else None
         self.gpu_cache = GpuPrefixCache(config.serving_config.num_gpu_blocks, track_ids=False)
         self.tpb = self.planner.tokens_per_block
         self.block_bytes = config.model_config.bytes_per_block(self.tpb)
@@ -142,6 +155,8 @@ class TimingModel:
 
             def single() -> None:
                 complete(graph, only)
+                if only.path == REMOTE_WRITE and self.store is not None:
+                    record_writes(graph, self.store, only)
                 then()
 
             copies = max(1, only.blocks * copies_per_block.get(only.path, 0))
@@ -163,6 +178,8 @@ class TimingModel:
 
         def done(op: TransferOp) -> None:
             complete(graph, op)
+            if op.path == REMOTE_WRITE and self.store is not None:
+                record_writes(graph, self.store, op)
             if graph.done:
                 then()
                 return
@@ -186,6 +203,25 @@ class TimingModel:
         else:
             env.timeout(arrival - env.now).callbacks.append(run.queue)
 
+    def result(self, wall_s: float) -> TimingResult:
+        """The replay's result once the environment ran out of events."""
+        for link in self.links.values():
+            link.finish()
+        records = []
+        for row in self.records:
+            run = row[15]
+            row[15] = run.put_done - (run.arrival + run.ttft_s)  # PUT time after first token
+            records.append(tuple(row))
+        records.sort(key=lambda r: r[1])
+        return TimingResult(
+            planner=self.planner,
+            wall_s=wall_s,
+            span_s=self.env.now,
+            links=self.links,
+            records=records,
+            transfers=self.transfers,
+        )
+
     def submit_next(self) -> None:
         """One-at-a-time pacing: the next request starts now."""
         if self._pending:
@@ -201,6 +237,7 @@ class _RequestRun:
         "get_s",
         "gpu_blocks",
         "gpu_handle",
+        "graph",
         "hits",
         "in_flight",
         "model",
@@ -243,24 +280,31 @@ class _RequestRun:
             self.get_s = 0.0
             self.prefill()
             return
-        graph = model.planner.plan_get(
-            req.request_id, req.keys, req.num_tokens, model.env.now, gpu_blocks=self.gpu_blocks
+        planner, store = model.planner, model.store
+        known = store.known(req.keys, planner.remote_ready(req.keys)) if store else 0
+        graph = planner.plan_get(
+            req.request_id, req.keys, req.num_tokens, model.env.now,
+            gpu_blocks=self.gpu_blocks, remote_known=known,
         )
+        if store is not None:
+            fail_lost_reads(planner, graph, store)
         self.in_flight = graph.in_flight
-        served = graph.served
-        tpb, tokens = model.tpb, req.num_tokens
-        hits = [0, 0, 0]
-        for j, tier in enumerate(CACHE_TIERS):
-            rng = served.get(tier)
-            if rng is not None:
-                hits[j] = min(rng[1] * tpb, tokens) - min(rng[0] * tpb, tokens)
-        self.hits = tuple(hits)  # planned; a failed op would shrink them (none fail here)
+        self.graph = graph
         if graph.done:
             self.loaded()
         else:
             model.execute(graph, self.loaded)
 
     def loaded(self) -> None:
+        # What was served, once the graph ended (a failed read shrinks it).
+        served = self.graph.served
+        tpb, tokens = self.model.tpb, self.req.num_tokens
+        hits = [0, 0, 0]
+        for j, tier in enumerate(CACHE_TIERS):
+            rng = served.get(tier)
+            if rng is not None:
+                hits[j] = min(rng[1] * tpb, tokens) - min(rng[0] * tpb, tokens)
+        self.hits = tuple(hits)
         self.get_s = self.model.env.now - self.start
         self.prefill()
 
@@ -371,21 +415,6 @@ def replay_timing(
                     bar.update(step)
             env.run()
             bar.update(len(requests) - (len(requests) // step) * step)
-    for link in model.links.values():
-        link.finish()
-    wall_s = time.perf_counter() - begin
+    result = model.result(time.perf_counter() - begin)
     bar.close()
-    records = []
-    for row in model.records:
-        run = row[15]
-        row[15] = run.put_done - (run.arrival + run.ttft_s)  # PUT time after the first token
-        records.append(tuple(row))
-    records.sort(key=lambda r: r[1])
-    return TimingResult(
-        planner=model.planner,
-        wall_s=wall_s,
-        span_s=env.now,
-        links=model.links,
-        records=records,
-        transfers=model.transfers,
-    )
+    return result
