@@ -18,7 +18,14 @@ from .replay.timing import TIMING_COLUMNS
 
 
 @click.command()
-@click.argument("trace", type=click.Path(exists=True, dir_okay=False))
+@click.argument("trace", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option(
+    "--scenario",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="A scenario file (the sweep's schema: trace or workload, config, hardware, mode) "
+    "in place of TRACE and --config.",
+)
 @trace_options
 @click.option(
     "--instances",
@@ -39,9 +46,8 @@ from .replay.timing import TIMING_COLUMNS
 @click.option(
     "--mode",
     type=click.Choice(["hitrate", "timing"]),
-    default="hitrate",
-    show_default=True,
-    help="As for `flexkv-sim replay`.",
+    default=None,
+    help="As for `flexkv-sim replay` (default: the scenario's, else hitrate).",
 )
 @click.option(
     "--hardware",
@@ -55,14 +61,15 @@ from .replay.timing import TIMING_COLUMNS
 )
 @exit_on_bad_input
 def shared(
-    trace: str,
+    trace: str | None,
+    scenario: str | None,
     trace_format: str | None,
     block_size: int | None,
     config_path: str | None,
     overrides: tuple[str, ...],
     instances: int,
     how: str,
-    mode: str,
+    mode: str | None,
     hardware: tuple[str, ...],
     as_json: bool,
     out: str | None,
@@ -73,14 +80,31 @@ def shared(
     remote store (cache_config.enable_remote, remote_store_capacity_gb) is one for all
     of them, so an instance hits blocks another stored. The same replay with a store per
     instance is the baseline. The config must enable the remote tier.
+
+    Example: flexkv-sim shared --scenario scenarios/sharing/two-instances.yaml
     """
-    inp = prepare_replay(
-        trace,
-        trace_format=trace_format,
-        block_size=block_size,
-        config_path=config_path,
-        overrides=overrides,
-    )
+    if (trace is None) == (scenario is None):
+        raise click.UsageError("give either TRACE or --scenario")
+    if scenario is not None:
+        from flexkv_engine.config.loader import parse_overrides
+
+        from .sweep.scenario import load_scenario, load_trace, point_config, prepare_point
+
+        spec = load_scenario(scenario)
+        config = point_config(spec, parse_overrides(overrides))
+        inp = prepare_point(load_trace(spec), config, {})
+        mode = mode or spec.mode
+        hardware = hardware or spec.hardware
+    else:
+        assert trace is not None
+        inp = prepare_replay(
+            trace,
+            trace_format=trace_format,
+            block_size=block_size,
+            config_path=config_path,
+            overrides=overrides,
+        )
+    mode = mode or "hitrate"
     if not inp.config.cache_config.enable_remote:
         raise click.UsageError(
             "the config has no remote tier: set cache_config.num_remote_blocks (or remote_cache_gb)"

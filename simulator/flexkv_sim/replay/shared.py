@@ -60,11 +60,12 @@ def route(inp: ReplayInput, instances: int, how: str = "round-robin") -> list[Re
 def replay_shared_hitrate(inputs: Sequence[ReplayInput], *, shared: bool = True) -> SharedResult:
     """Hit-rate replay of the instances in time order (ties: instance order).
 
-    ``shared=False`` gives every instance a store of its own: the baseline that shows
-    what sharing adds.
+    ``shared=False`` gives every instance a store of its own, an equal part of the
+    store-wide capacity: the baseline that shows what sharing adds.
     """
-    store = StoreModel.for_config(inputs[0].config) if shared and inputs else None
-    runs = [Instance(inp, store) for inp in inputs]
+    runs = [
+        Instance(inp, store) for inp, store in zip(inputs, _stores(inputs, shared), strict=True)
+    ]
     streams = [
         [((req.t, i, j), req) for j, req in enumerate(inp.requests)] for i, inp in enumerate(inputs)
     ]
@@ -75,7 +76,7 @@ def replay_shared_hitrate(inputs: Sequence[ReplayInput], *, shared: bool = True)
             runs[i].replay(req)
     wall_s = time.perf_counter() - begin
     results = [HitRateResult(run.planner, wall_s, run.records) for run in runs]
-    return SharedResult(results, store, wall_s)
+    return SharedResult(results, runs[0].store if shared and runs else None, wall_s)
 
 
 def replay_shared_timing(
@@ -88,12 +89,12 @@ def replay_shared_timing(
     """Timing replay of the instances in one simulated clock, each on its own devices.
 
     Every instance has its own PCIe, SSD and network link (one node each); they share
-    the store's contents. ``speed`` compresses time as in ``replay_timing``.
+    the store's contents (``shared=False``: a part each, as in hit-rate mode). ``speed``
+    compresses time as in ``replay_timing``.
     """
     env = simpy.Environment()
-    store = StoreModel.for_config(inputs[0].config) if shared and inputs else None
     models = []
-    for inp in inputs:
+    for inp, store in zip(inputs, _stores(inputs, shared), strict=True):
         requests = inp.requests
         if speed is not None:
             requests = [replace(r, t=r.t / speed) for r in requests]
@@ -107,4 +108,13 @@ def replay_shared_timing(
         env.run()
     wall_s = time.perf_counter() - begin
     results: list[TimingResult] = [m.result(wall_s) for m in models]
-    return SharedResult(list(results), store, wall_s)
+    return SharedResult(list(results), models[0].store if shared and models else None, wall_s)
+
+
+def _stores(inputs: Sequence[ReplayInput], shared: bool) -> list[StoreModel | None]:
+    """One store for all instances, or an equal part of its capacity for each."""
+    if not inputs:
+        return []
+    if shared:
+        return [StoreModel.for_config(inputs[0].config)] * len(inputs)
+    return [StoreModel.for_config(inp.config, len(inputs)) for inp in inputs]

@@ -30,8 +30,9 @@ class StoreModel:
         self.evicted = 0
 
     @classmethod
-    def for_config(cls, config: Config) -> StoreModel | None:
-        """The store of ``config``'s remote tier (None when the tier is off)."""
+    def for_config(cls, config: Config, parts: int = 1) -> StoreModel | None:
+        """The store of ``config``'s remote tier (None when the tier is off); with
+        ``parts`` > 1, one of that many equal partitions of its capacity."""
         cache = config.cache_config
         if not cache.enable_remote:
             return None
@@ -39,7 +40,7 @@ class StoreModel:
             return cls()
         assert cache.tokens_per_block is not None
         block = config.model_config.bytes_per_block(cache.tokens_per_block)
-        return cls(int(cache.remote_store_capacity_gb * 2**30) // block)
+        return cls(int(cache.remote_store_capacity_gb * 2**30) // block // parts)
 
     def __len__(self) -> int:
         return len(self._keys)
