@@ -4,7 +4,8 @@ The engine asks the real store (``storage.remote``) which keys it holds beyond i
 remote index, in one batch per GET, and adds what it finds (``Planner.plan_get``'s
 ``remote_known``). The twin asks this model the same question. Blocks enter when a
 remote write finishes; a rewrite makes a block the newest; past the store-wide capacity
-(``remote_store_capacity_gb``) the oldest blocks go, as the engine's backends do. One
+(``remote_store_capacity_gb``, counted in stored objects: header and block) the oldest
+blocks go, as the engine's backends do. One
 model can serve several instances of a replay: they share the store, not their indexes.
 """
 
@@ -17,6 +18,8 @@ from flexkv_engine.config import Config
 from flexkv_engine.core.graph import DONE, PENDING, TransferGraph, TransferOp
 from flexkv_engine.core.paths import REMOTE_READ, REMOTE_WRITE
 from flexkv_engine.core.planner import Planner
+from flexkv_engine.layout import KVLayout
+from flexkv_engine.storage.remote.base import gib_to_bytes, object_size
 
 
 class StoreModel:
@@ -39,8 +42,11 @@ class StoreModel:
         if cache.remote_store_capacity_gb is None:
             return cls()
         assert cache.tokens_per_block is not None
-        block = config.model_config.bytes_per_block(cache.tokens_per_block)
-        return cls(int(cache.remote_store_capacity_gb * 2**30) // block // parts)
+        # As the engine's stores count: objects of a header and a (4 KiB aligned) block.
+        stride = KVLayout.from_model(config.model_config, cache.tokens_per_block).stride
+        capacity = gib_to_bytes(cache.remote_store_capacity_gb)
+        assert capacity is not None
+        return cls(capacity // object_size(stride) // parts)
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -39,20 +39,31 @@ def workload(tmp_path_factory):
     ["cache_config.num_cpu_blocks=150", "serving_config.num_gpu_blocks=40",
      "cache_config.eviction_policy=lfu"],
     ["cache_config.num_cpu_blocks=60", "cache_config.num_ssd_blocks=400", "SSD"],
+    # A remote store of about 300 objects behind a small CPU tier: the store evicts its
+    # oldest objects, the twin's store model the same ones.
+    ["cache_config.num_cpu_blocks=60", "cache_config.num_remote_blocks=400",
+     "cache_config.remote_store_capacity_gb=0.00116", "REMOTE"],
 ])
 def test_speed_max_hits_equal_the_twin_block_for_block(workload, tmp_path, extra) -> None:
     ssd = None
     if "SSD" in extra:  # an SSD tier behind a CPU tier too small for the workload
         ssd = Path(tempfile.mkdtemp(prefix="flexkv-test-", dir="/var/tmp"))
         extra = [e for e in extra if e != "SSD"] + [f"cache_config.ssd_cache_dir={ssd}/d"]
+    with_remote = "REMOTE" in extra
+    if with_remote:  # an fs store in a fresh directory
+        extra = [e for e in extra if e != "REMOTE"] + [
+            f"cache_config.remote_url={tmp_path / 'store'}"
+        ]
     try:
-        check_agreement(workload, tmp_path, extra, with_ssd=ssd is not None)
+        check_agreement(workload, tmp_path, extra, with_ssd=ssd is not None,
+                        with_remote=with_remote)
     finally:
         if ssd is not None:
             shutil.rmtree(ssd, ignore_errors=True)
 
 
-def check_agreement(workload, tmp_path, extra, *, with_ssd: bool) -> None:
+def check_agreement(workload, tmp_path, extra, *, with_ssd: bool, with_remote: bool = False
+                    ) -> None:
     out = tmp_path / "run"
     result = CliRunner().invoke(run_main, [
         "replay", str(workload), "--speed", "max", "--device", "cpu", "--out", str(out),
@@ -68,6 +79,7 @@ def check_agreement(workload, tmp_path, extra, *, with_ssd: bool) -> None:
     assert summary["hit_rate"] == twin.planner.stats.hit_rate > 0.1
     assert summary["hit_rate_by_tier"] == twin.planner.stats.hit_rate_by_tier()
     assert (summary["hit_rate_by_tier"]["ssd"] > 0) == with_ssd
+    assert (summary["hit_rate_by_tier"]["remote"] > 0) == with_remote
     # The engine's own trace replays in the twin unchanged, with the same hits.
     again = CliRunner().invoke(sim_main, [
         "replay", str(out / "trace.jsonl"), "--json",
