@@ -7,6 +7,7 @@ torch-free tests never imports torch.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import shutil
 from collections.abc import Callable
@@ -51,6 +52,8 @@ def _io_uring_absent() -> str | None:
 def _redis_absent() -> str | None:
     if shutil.which("redis-server") is None:
         return "redis-server is not installed (apt-get install redis-server)"
+    if importlib.util.find_spec("redis") is None:
+        return "the redis package is not installed (pip install '.[engine]')"
     return None
 
 

@@ -100,5 +100,7 @@ def bench_ssd(
 
 
 from .bench.gpu import gpu_command  # noqa: E402  (torch is imported only when it runs)
+from .bench.remote import remote_command  # noqa: E402
 
 bench.add_command(gpu_command)
+bench.add_command(remote_command)
