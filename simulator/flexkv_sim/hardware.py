@@ -96,6 +96,7 @@ class HardwareProfile:
     ssd_read: SsdCurve = SsdCurve()
     ssd_write: SsdCurve = SsdCurve()
     network: Curve = Curve()
+    network_write: Curve | None = None  # remote writes, when they differ from reads
     match_s: float = 0.0  # planning a GET (index match) before any transfer starts
     compute: ComputeModel = field(default_factory=ComputeModel)
     sources: dict[str, str] = field(default_factory=dict)
@@ -105,6 +106,10 @@ class HardwareProfile:
 
     def d2h_curve(self, cache: CacheConfig) -> Curve:
         return self.d2h.curve(cache.use_ce_transfer_d2h, cache.transfer_sms_d2h)
+
+    @property
+    def network_write_curve(self) -> Curve:
+        return self.network_write if self.network_write is not None else self.network
 
 
 def hardware_dir() -> Path:
@@ -156,6 +161,7 @@ _SECTIONS = (
     "pcie",
     "ssd",
     "network",
+    "network_write",
     "compute",
     "match",
     "sources",
@@ -201,6 +207,10 @@ def merge_profile(base: HardwareProfile, data: Any, source: str) -> HardwareProf
             updates[name] = _build(getattr(base, name), ssd[kind], f"ssd.{kind}", source)
     if "network" in data:
         updates["network"] = _build(base.network, data["network"], "network", source)
+    if "network_write" in data:
+        # Keys it leaves out come from the read curve (this document's, if it sets one).
+        start = base.network_write or updates.get("network", base.network)
+        updates["network_write"] = _build(start, data["network_write"], "network_write", source)
     if "match" in data:
         updates["match_s"] = _value(parse_duration, data["match"], "match", source)
     if "compute" in data:

@@ -155,10 +155,9 @@ def calibrate(run: RunData) -> tuple[dict[str, Any], list[PathFit]]:
            for kind, p in (("read", SSD_READ), ("write", SSD_WRITE)) if p in fits}
     if ssd:
         doc["ssd"] = ssd
-    net = [fits[p] for p in (REMOTE_READ, REMOTE_WRITE) if p in fits]
-    if net:
-        doc["network"] = {"overhead": min(f.overhead_s for f in net),
-                          "bandwidth": min(f.bandwidth for f in net)}
+    for key, path in (("network", REMOTE_READ), ("network_write", REMOTE_WRITE)):
+        if path in fits:
+            doc[key] = {"overhead": fits[path].overhead_s, "bandwidth": fits[path].bandwidth}
     idle = [o.latency_s for o in run.outcomes
             if o.op == "get" and not any(v for k, v in o.hit_blocks.items() if k != "gpu")]
     doc["match"] = float(np.median(idle)) if idle else 0.0

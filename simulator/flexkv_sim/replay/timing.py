@@ -109,7 +109,7 @@ class TimingModel:
             SSD_READ: FluidLink(env, SSD_READ, profile.ssd_read.curve(qd), bin_s=bin_s),
             SSD_WRITE: FluidLink(env, SSD_WRITE, profile.ssd_write.curve(qd), bin_s=bin_s),
             REMOTE_READ: FluidLink(env, REMOTE_READ, profile.network, bin_s=bin_s),
-            REMOTE_WRITE: FluidLink(env, REMOTE_WRITE, profile.network, bin_s=bin_s),
+            REMOTE_WRITE: FluidLink(env, REMOTE_WRITE, profile.network_write_curve, bin_s=bin_s),
         }
         DuplexPair(links[H2D], links[D2H], profile.duplex_bandwidth)
         self.links = links
