@@ -16,6 +16,11 @@ echo "== SSD tier: ours vs fio (2 MiB ops, queue depth 32)"
 flexkv-run bench ssd --io-size 2MiB --queue-depth 32 --json
 echo "== held-out prediction of an engine run (CPU + SSD)"
 python bench/calibration.py
+echo "== SSD integrity checks: the mover with and without its slot table"
+python bench/ssd_checks.py --serial
+python bench/ssd_checks.py
+echo "== soak: GET/PUT threads against CPU + SSD for 10 minutes, accounting checked"
+python bench/soak.py --seconds 600 --fault-interval 60
 if python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   echo "== GPU transfers"
   flexkv-run bench gpu --json

@@ -88,6 +88,11 @@ void bind_io(nb::module_& m) {
             "The GIL is released while waiting.")
         .def("close", &UringEngine::close, nb::call_guard<nb::gil_scoped_release>(),
              "Wait for every submitted job, then stop the worker. Idempotent.")
+        .def("inject_fault", &UringEngine::inject_fault, "op"_a, "result"_a, "skip"_a = 0,
+             "count"_a = 1,
+             "Test hook: the next `count` I/O completions of `op` (0 read, 1 write, 2 "
+             "either), after `skip`, report `result` (-errno, or 0 for end of file / no "
+             "progress). count < 0: all from then on; 0 disarms.")
         .def("pending_jobs", &UringEngine::pending_jobs,
              "Jobs submitted and not yet returned by poll().")
         .def("features", &UringEngine::features,

@@ -292,6 +292,16 @@ void UringEngine::complete_io_locked(std::uint32_t seq, std::uint32_t index, int
         io.eagain_injected = true;
         res = -EAGAIN;
     }
+    if (fault_.count != 0 && (fault_.op == 2 || fault_.op == (job.write ? 1 : 0))) {
+        if (fault_.skip > 0) {
+            --fault_.skip;
+        } else {
+            res = fault_.result;
+            if (fault_.count > 0) {
+                --fault_.count;
+            }
+        }
+    }
     if (res == -EAGAIN || res == -EINTR) {
         pending_.emplace_front(seq, index);  // nothing moved (or moved again): reissue
         return;
@@ -471,6 +481,14 @@ void UringEngine::close() {
         ::close(wake_fd_);
         wake_fd_ = -1;
     }
+}
+
+void UringEngine::inject_fault(int op, int result, std::int64_t skip, std::int64_t count) {
+    if (op < 0 || op > 2) {
+        throw std::invalid_argument("fault op must be 0 (read), 1 (write) or 2 (either)");
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    fault_ = Fault{op, result, std::max<std::int64_t>(skip, 0), count};
 }
 
 std::size_t UringEngine::pending_jobs() {

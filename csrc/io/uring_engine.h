@@ -88,6 +88,13 @@ public:
     // Finished jobs can still be polled afterwards. Idempotent.
     void close();
 
+    // Test hook for the failure paths: the next `count` completions of data I/Os in
+    // direction `op` (0 read, 1 write, 2 either), after `skip` of them, report `result`
+    // (-errno, or 0: end of file for a read, no progress for a write) instead of what the
+    // kernel returned. A short I/O's resumption is a completion of its own. count < 0:
+    // every matching completion from then on; count 0 disarms. The I/O itself ran.
+    void inject_fault(int op, int result, std::int64_t skip, std::int64_t count);
+
     // Jobs submitted and not yet returned by poll().
     std::size_t pending_jobs();
     // What the worker got from the kernel: ring flags used and whether files are registered.
@@ -116,6 +123,13 @@ private:
         bool issued = false;
     };
 
+    struct Fault {
+        int op = 2;
+        int result = 0;
+        std::int64_t skip = 0;
+        std::int64_t count = 0;  // 0: disarmed
+    };
+
     void run();
     bool setup_ring(std::string& error);
     void arm_wakeup_locked();
@@ -140,6 +154,7 @@ private:
     std::deque<std::pair<std::uint32_t, std::uint32_t>> pending_;  // (job seq, io index)
     std::deque<UringCompletion> finished_;
     std::uint32_t next_seq_ = 0;
+    Fault fault_;
     unsigned inflight_ = 0;
     bool worker_sleeping_ = false;
     bool wakeup_armed_ = false;

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -46,6 +47,9 @@ from .transfer.torch_copy import TorchCopyMover
 log = logging.getLogger("flexkv_engine")
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
 _REMOTE_PATHS = (REMOTE_READ, REMOTE_WRITE)
+# Paths whose movers get the blocks' keys: the remote store names objects by key, the
+# SSD path records them in its slot table.
+_KEYED_PATHS = (*_REMOTE_PATHS, SSD_READ, SSD_WRITE)
 
 
 @dataclass
@@ -93,10 +97,13 @@ class KVManager:
         tracer: Any = None,
         cuda_kernels: bool | None = None,
         metrics: Metrics | None = None,
+        ssd_restore: bool | None = None,
     ) -> None:
         """``cuda_kernels``: GPU copies by the native CUDA mover (None: when ``device`` is
         CUDA and the native module has CUDA; True: required; False: the torch mover).
-        ``metrics``: Prometheus metrics to update (none by default, at no cost)."""
+        ``metrics``: Prometheus metrics to update (none by default, at no cost).
+        ``ssd_restore``: overrides ``cache_config.ssd_restore`` (rebuild the SSD index
+        from what an earlier run stored)."""
         if not config.is_resolved:
             raise ValueError("KVManager needs a resolved config (Config.resolve())")
         cache = config.cache_config
@@ -120,7 +127,8 @@ class KVManager:
         self._movers[H2D] = self._movers[D2H] = copy
         self.ssd_files = None
         if cache.enable_ssd:
-            self._open_ssd(cache, ssd_backend)
+            self._open_ssd(cache, ssd_backend,
+                           cache.ssd_restore if ssd_restore is None else ssd_restore)
         self.remote_store: Any = None
         self.remote_errors = {"unavailable": 0, "gets_failed": 0, "puts_dropped": 0}
         self._remote_retry_at = 0.0  # no existence checks before this (store unreachable)
@@ -156,21 +164,42 @@ class KVManager:
             raise ValueError(f"cuda_kernels=True needs a CUDA device, got {device!r}")
         return TorchCopyMover(self.host, self.gpu)
 
-    def _open_ssd(self, cache: Any, backend: str) -> None:
+    def _open_ssd(self, cache: Any, backend: str, restore: bool) -> None:
         from .storage.ssd_files import SsdFiles
         from .storage.ssd_io import open_ssd_backend
+        from .storage.ssd_table import SlotTable
         from .transfer.ssd import SsdMover
 
         max_file = None if cache.max_file_size_gb < 0 else int(cache.max_file_size_gb * 2**30)
         self.ssd_files = SsdFiles.create(
             cache.ssd_cache_dir, cache.num_ssd_blocks, self.layout.stride, max_file_size=max_file
         )
-        io = open_ssd_backend(
-            self.ssd_files, self.host, queue_depth=cache.ssd_cache_iouring_entries,
-            prefer=backend,
-        )
+        table = SlotTable.open(self.ssd_files)
+        try:
+            self._restore_ssd(table, restore)
+            io = open_ssd_backend(
+                self.ssd_files, self.host, queue_depth=cache.ssd_cache_iouring_entries,
+                prefer=backend,
+            )
+        except BaseException:
+            table.close()
+            self.ssd_files.close()
+            raise
         self.ssd_backend_name = io.name
-        self._movers[SSD_READ] = self._movers[SSD_WRITE] = SsdMover(io)
+        self._movers[SSD_READ] = self._movers[SSD_WRITE] = SsdMover(io, table, self.host)
+
+    def _restore_ssd(self, table: Any, restore: bool) -> None:
+        """Rebuild the SSD tier's index from the slot table of a cache written before."""
+        tier = self.planner.ssd
+        assert tier is not None and self.ssd_files is not None
+        # Restored blocks count as older than any access after the restart (the caller's
+        # clock is unknown here); their write order ranks them among themselves.
+        restored = tier.restore(table.restorable(self.ssd_files) if restore else (), -math.inf)
+        dropped = table.keep_only(restored)
+        self.ssd_restored_blocks = len(restored)
+        if restored or dropped:
+            log.info("SSD tier: %d blocks restored from %s, %d records dropped",
+                     len(restored), ", ".join(self.ssd_files.dirs), dropped)
 
     def _open_remote(self, cache: Any) -> None:
         from .storage.remote import open_remote_store
@@ -258,10 +287,25 @@ class KVManager:
                 "hit_rate_by_tier": s.hit_rate_by_tier(),
                 "blocks_by_path": dict(s.blocks_by_path), "failed_ops": self.failed_ops,
                 "remote_errors": dict(self.remote_errors), "adopted_blocks": s.adopted_blocks,
+                **self._ssd_stats(),
                 "tiers": {n: {"used": t.used, "capacity": t.capacity,
                               "evicted_blocks": t.evicted_blocks}
                           for n, t in self.planner.tiers.items()},
             }
+
+    def _ssd_stats(self) -> dict[str, Any]:
+        """``ssd_errors`` (failed SSD ops, checksum mismatches included) and, with an SSD
+        tier, ``ssd``: failures by kind, blocks dropped as bad and blocks restored."""
+        mover: Any = self._movers.get(SSD_READ)
+        if mover is None or self.planner.ssd is None:
+            return {"ssd_errors": 0}
+        counts = {
+            "reads_failed": mover.reads_failed, "writes_failed": mover.writes_failed,
+            "checksum_errors": mover.checksum_errors,
+            "dropped_blocks": self.planner.ssd.dropped_blocks,
+            "restored_blocks": self.ssd_restored_blocks,
+        }
+        return {"ssd_errors": counts["reads_failed"] + counts["writes_failed"], "ssd": counts}
 
     def close(self) -> None:
         """Finish in-flight work, stop the workers, close the SSD files and the store."""
@@ -374,8 +418,9 @@ class KVManager:
             assert src is not None and dst is not None
             self._jobs[job_id] = (req, op, time.perf_counter())
             req.in_flight.add(job_id)
-            keys = graph.keys[op.start : op.end] if op.path in _REMOTE_PATHS else ()
-            self._movers[op.path].submit(Job(job_id, op.path, src, dst, keys))
+            keys = graph.keys[op.start : op.end] if op.path in _KEYED_PATHS else ()
+            parent = graph.keys[op.start - 1] if keys and op.start else None
+            self._movers[op.path].submit(Job(job_id, op.path, src, dst, keys, parent))
 
     def _poll_loop(self, mover: Mover) -> None:
         while True:
@@ -402,6 +447,13 @@ class KVManager:
                 else:
                     log.error("%s op of request %s failed: %s", op.path, req.trace_id,
                               done.error)
+                if op.path == SSD_READ or (
+                    op.path == REMOTE_READ and done.first_bad < op.end - op.start
+                ):
+                    # Unreadable, corrupt or (remote) gone from the store: later GETs miss
+                    # these blocks, and the next PUT stores them again, instead of failing
+                    # on them. An unreachable store names no bad block: nothing is dropped.
+                    self.planner.invalidate_source(op, op.start + done.first_bad)
             if self.tracer is not None:
                 self.tracer.transfer(req.trace_id, op, done, submitted)
             if self.metrics is not None:

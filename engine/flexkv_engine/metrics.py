@@ -12,7 +12,9 @@ Series (all prefixed ``flexkv_``):
   misses are the tokens left to prefill), ``transfer_bytes_total{path}``,
   ``transfer_ops_total{path}`` (ops that finished), ``failed_ops_total{path}``,
   ``requests_total{op,status}``; from the tiers at scrape time ``evicted_blocks_total{tier}``
-  and ``alloc_failures_total{tier}``;
+  and ``alloc_failures_total{tier}``; with an SSD tier, ``ssd_checksum_errors_total``
+  (blocks read back that did not match their slot-table record) and
+  ``ssd_dropped_blocks_total`` (blocks dropped from the SSD index as unreadable);
 - gauges ``inflight_ops`` and ``tier_used_blocks{tier}`` / ``tier_capacity_blocks{tier}``;
 - histograms ``match_seconds{op}``, ``request_latency_seconds{op}`` (get, put,
   prefetch), ``transfer_queue_seconds{path}`` and ``transfer_seconds{path}``.
@@ -165,6 +167,17 @@ class _StateCollector:
                                      labels=["tier"])
         inflight = GaugeMetricFamily(f"{ns}_inflight_ops", "Transfer ops submitted, not done")
         kv = self.metrics._manager
+        ssd_mover = kv._movers.get("ssd_read") if kv is not None else None
+        if kv is not None and ssd_mover is not None and kv.planner.ssd is not None:
+            with kv._lock:
+                checksum = ssd_mover.checksum_errors  # type: ignore[attr-defined]
+                dropped = kv.planner.ssd.dropped_blocks
+            yield CounterMetricFamily(f"{ns}_ssd_checksum_errors",
+                                      "SSD blocks read back that did not match their record",
+                                      value=checksum)
+            yield CounterMetricFamily(f"{ns}_ssd_dropped_blocks",
+                                      "SSD blocks dropped from the index as unreadable",
+                                      value=dropped)
         if kv is not None:
             with kv._lock:
                 for name, tier in kv.planner.tiers.items():

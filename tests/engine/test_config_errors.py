@@ -48,7 +48,7 @@ BAD_CACHE_VALUES = [
     ("evict_ratio", "0.5", "expected a number, got '0.5' (str)"),
     ("evict_ratio", None, "must not be null"),
     ("ssd_cache_dir", [], "needs at least one directory"),
-    ("remote_backend", "s3", "unknown remote_backend 's3'; choose from: fs, mooncake, redis"),
+    ("remote_backend", "s3", "unknown remote_backend 's3'; choose from: fs, redis"),
 ]
 
 

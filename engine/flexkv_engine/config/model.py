@@ -65,6 +65,9 @@ class CacheConfig:
     ssd_cache_dir: tuple[str, ...] = ("./flexkv_ssd",)
     ssd_cache_iouring_entries: int = 512  # io_uring queue depth; 0 = pread/pwrite threads
     max_file_size_gb: float = 32.0  # per SSD cache file; -1 = unlimited
+    # At start, rebuild the SSD tier's index from the slot table of a cache directory
+    # written before (a restart hits what was stored); False starts the tier empty.
+    ssd_restore: bool = True
     enable_trace: bool = False
     trace_file_path: str = "./flexkv_trace.log"
     remote_backend: str = "fs"

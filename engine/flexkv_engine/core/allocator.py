@@ -54,6 +54,14 @@ class BlockAllocator:
             self._free.extend(ids)
             self._dirty = True
 
+    def take(self, ids: list[int]) -> None:
+        """Take these ids, all free now (restoring an index whose ids were stored)."""
+        wanted = set(ids)
+        keep = [i for i in self._free if i not in wanted]
+        if len(wanted) != len(ids) or len(self._free) - len(keep) != len(ids):
+            raise ValueError("take: an id is listed twice or is not free")
+        self._free = keep  # still descending (or marked for a re-sort)
+
     def free_ids(self) -> list[int]:
         return sorted(self._free)
 

@@ -13,17 +13,23 @@ Invariants (checked by :meth:`TierIndex.check`):
 - Only *ready*, *unlocked* leaves are evicted, deepest block first.
 - Unready nodes (being written) are leaves: nothing is inserted below them.
 - Every block id is held by exactly one node or is free: ``used + free == capacity``.
+  A node dropped by :meth:`TierIndex.invalidate` while still locked or being written
+  keeps its ids, out of the tree, until its last lock is released.
 
 Locks. :meth:`lookup` takes a *path lock* on ``[0, length)``: it increments every node
 from the end node up to the root, and :meth:`release` undoes that walk. A split keeps the
 lower half in the existing node object and inserts the upper half above it, so a path
 lock held on the lower half still walks through both. :meth:`insert` creates an unready
 node that holds one lock of its own until :meth:`commit` or :meth:`abort`.
+
+Restarts. :meth:`TierIndex.restore` rebuilds an empty index from stored blocks (key,
+parent key, block id), so a tier whose bytes outlive the process (SSD) hits again.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from heapq import heapify, heappop, heappush
 
 from .allocator import BlockAllocator, CountingAllocator, eviction_target
@@ -80,7 +86,9 @@ class Node:
 
     @property
     def removed(self) -> bool:
-        return self.ticket == -1
+        """Out of the tree: evicted, aborted or invalidated (``ticket`` -1, or -2 while an
+        invalidated node still holds its ids for a lock or a write)."""
+        return self.ticket < 0
 
     def __repr__(self) -> str:
         return (
@@ -127,6 +135,9 @@ class TierIndex:
         self.evicted_blocks = 0
         self.evictions = 0  # eviction rounds
         self.alloc_failures = 0
+        self.dropped_blocks = 0  # invalidated: found bad in the tier
+        # Invalidated nodes still locked or being written: their ids are freed at the end.
+        self._held: set[Node] = set()
 
     # -- accounting -------------------------------------------------------------------
     @property
@@ -224,12 +235,14 @@ class TierIndex:
         node: Node | None = handle
         while node is not None:
             node.lock -= 1
+            if node.ticket == -2 and node.lock == 0:
+                self._free_held(node)
             node = node.parent
         if (
             handle.lock == 0
             and handle.ready
             and not handle.children
-            and (handle.ticket == 0 or not self._lazy)
+            and (handle.ticket == 0 or (handle.ticket > 0 and not self._lazy))
             and handle is not self.root
         ):
             self._push(handle)
@@ -286,6 +299,10 @@ class TierIndex:
         """The blocks of an inserted node are in place: make them matchable and evictable."""
         node.ready = True
         node.lock -= 1
+        if node.ticket == -2:  # invalidated while being written
+            if node.lock == 0:
+                self._free_held(node)
+            return
         if node.lock == 0 and not node.children and (node.ticket == 0 or not self._lazy):
             self._push(node)
 
@@ -355,6 +372,9 @@ class TierIndex:
         return done
 
     def _remove(self, node: Node) -> None:
+        if node.ticket == -2:  # aborted after it was invalidated: already out of the tree
+            self._free_held(node)
+            return
         parent = node.parent
         assert parent is not None
         del parent.children[node.keys[0]]
@@ -363,14 +383,117 @@ class TierIndex:
         node.ticket = -1
         self.allocator.release(node.ids if node.ids is not None else node.n)  # type: ignore[arg-type]
         self.num_nodes -= 1
+        self._push_if_leaf(parent)
+
+    def _push_if_leaf(self, parent: Node) -> None:
+        """Queue ``parent`` for eviction if losing a child made it an evictable leaf."""
         if (
             parent is not self.root
             and not parent.children
             and parent.lock == 0
             and parent.ready
-            and (parent.ticket == 0 or not self._lazy)
+            and (parent.ticket == 0 or (parent.ticket > 0 and not self._lazy))
         ):
             self._push(parent)
+
+    # -- bad blocks and restarts ------------------------------------------------------
+    def invalidate(self, handle: Node, start: int) -> int:
+        """Drop blocks ``start ..`` of the path ending at ``handle``, and every block below
+        them: their bytes were found bad (an I/O error, a checksum mismatch, a lost file).
+
+        Later lookups miss them. Ids of dropped nodes that are unlocked go back to the
+        free list at once; a node still locked by another request, or being written,
+        keeps its ids (so no new block lands in a slot still being read) until its last
+        lock is released or its write ends; locks on it are released as usual. Returns
+        the blocks dropped (0 when they are gone already).
+        """
+        node: Node | None = handle
+        while node is not None and node is not self.root and node.start > start:
+            node = node.parent
+        if node is None or node is self.root or node.removed or node.end <= start:
+            return 0
+        if node.start < start:
+            self._split(node, start - node.start)  # ``node`` keeps [start, end)
+        parent = node.parent
+        assert parent is not None
+        del parent.children[node.keys[0]]
+        dropped = 0
+        stack = [node]
+        while stack:
+            gone = stack.pop()
+            stack.extend(gone.children.values())
+            self.num_nodes -= 1
+            dropped += gone.n
+            if gone.lock == 0 and gone.ready:
+                gone.ticket = -1
+                self.allocator.release(gone.ids if gone.ids is not None else gone.n)  # type: ignore[arg-type]
+            else:
+                gone.ticket = -2
+                self._held.add(gone)
+        self.dropped_blocks += dropped
+        self._push_if_leaf(parent)
+        return dropped
+
+    def _free_held(self, node: Node) -> None:
+        node.ticket = -1
+        self._held.discard(node)
+        self.allocator.release(node.ids if node.ids is not None else node.n)  # type: ignore[arg-type]
+
+    def restore(self, entries: Iterable[tuple[int, int | None, int]], now: float) -> list[int]:
+        """Rebuild this (empty) index from stored blocks, e.g. the SSD tier after a restart.
+
+        ``entries`` are ``(key, parent key or None for a first block, block id)``, oldest
+        first. Restored blocks are ready and unlocked, with access time ``now``; among
+        them the older ones are evicted first. Skipped: a block whose parent is not
+        restored (no chain to a first block), an id out of range, and an entry whose key
+        or id a later entry uses again. Returns the ids restored (the others are free).
+        """
+        if not self.track_ids:
+            raise ValueError(f"{self.name}: restore needs block ids (track_ids=True)")
+        if self.root.children or self.used:
+            raise ValueError(f"{self.name}: restore needs an empty index")
+        by_key: dict[int, tuple[int | None, int, int]] = {}  # key -> (parent, id, order)
+        owner: dict[int, int] = {}  # id -> key of the latest entry using it
+        for order, (key, parent, block) in enumerate(entries):
+            if not 0 <= block < self.capacity:
+                continue
+            old = by_key.get(key)
+            if old is not None and owner.get(old[1]) == key:
+                del owner[old[1]]
+            stale = owner.get(block)
+            if stale is not None:
+                del by_key[stale]
+            by_key[key] = (parent, block, order)
+            owner[block] = key
+        kids: dict[int | None, list[int]] = {}
+        for key, (parent, _, _) in by_key.items():
+            kids.setdefault(parent, []).append(key)
+        made: list[tuple[int, Node]] = []  # (newest entry, node)
+        stack: list[tuple[Node, int]] = [(self.root, k) for k in kids.get(None, ())]
+        while stack:
+            above, key = stack.pop()
+            keys, ids, newest = [key], [by_key[key][1]], by_key[key][2]
+            while len(kids.get(key, ())) == 1:  # one run until the chain branches or ends
+                key = kids[key][0]
+                keys.append(key)
+                ids.append(by_key[key][1])
+                newest = max(newest, by_key[key][2])
+            node = Node(keys, ids, above.end, above, now, 0)
+            above.children[keys[0]] = node
+            made.append((newest, node))
+            stack.extend((node, k) for k in kids.get(key, ()))
+        restored: list[int] = []
+        for _, node in sorted(made, key=lambda item: item[0]):
+            node.seq = node.cseq = next(self._seq)
+            assert node.ids is not None
+            restored.extend(node.ids)
+        assert isinstance(self.allocator, BlockAllocator)
+        self.allocator.take(restored)
+        self.num_nodes += len(made)
+        for _, node in sorted(made, key=lambda item: item[0]):
+            if not node.children:
+                self._push(node)
+        return restored
 
     # -- introspection ----------------------------------------------------------------
     def block_ids(self, handle: Node, start: int, end: int) -> list[int]:
@@ -414,6 +537,13 @@ class TierIndex:
                 assert not node.children, f"unready node with children {node}"
             if node.ids is not None:
                 assert len(node.ids) == node.n, node
+                for i in node.ids:
+                    assert 0 <= i < self.capacity and i not in seen, f"block id {i} twice"
+                    seen.add(i)
+            held += node.n
+        for node in self._held:
+            assert node.ticket == -2 and (node.lock > 0 or not node.ready), node
+            if node.ids is not None:
                 for i in node.ids:
                     assert 0 <= i < self.capacity and i not in seen, f"block id {i} twice"
                     seen.add(i)

@@ -287,6 +287,18 @@ class Planner:
         return first, end
 
     # -- completion --------------------------------------------------------------------
+    def invalidate_source(self, op: TransferOp, start: int | None = None) -> int:
+        """Drop the blocks a failed read ``op`` was loading, from ``start`` (a position in
+        the request, default ``op.start``) on, with every block below them, from its
+        source tier: they were found unreadable or corrupt, so later GETs miss them, and
+        the next PUT stores them again, instead of failing on them. Call before
+        :meth:`complete`; returns the blocks dropped."""
+        if op.src is None:
+            return 0
+        tier, handle = op.src
+        first = op.start if start is None else min(max(start, op.start), op.end - 1)
+        return tier.invalidate(handle, first)
+
     def complete(self, graph: TransferGraph, op: TransferOp, ok: bool = True) -> None:
         """Report that ``op`` ended; a failed op takes its dependents down with it."""
         if op.status != PENDING:

@@ -60,8 +60,13 @@ def run_replay(
     if trace_path is not None:
         tracer = Tracer(str(trace_path), config, meta={"device": device, "pacing": pacing})
         tracer.write(pacing)
+    # A replay starts from an empty SSD tier, as the twin does, unless the config asks
+    # for what an earlier run stored (cache_config.ssd_restore set explicitly).
+    restore = config.cache_config.ssd_restore if "cache_config.ssd_restore" in config.explicit \
+        else False
     kv = KVManager(config, num_gpu_blocks=prefix_blocks + working, device=device,
-                   ssd_backend=ssd_backend, tracer=tracer, metrics=metrics)
+                   ssd_backend=ssd_backend, tracer=tracer, metrics=metrics,
+                   ssd_restore=restore)
     emulator = ServingEmulator(kv, prefix_blocks, working, serving.compute,
                                emulate_compute=prefill == "model")
     records: list[tuple[Any, ...]] = []

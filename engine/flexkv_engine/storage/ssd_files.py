@@ -13,11 +13,13 @@ blocks.
 
 Ownership. Every directory in use carries a marker file, ``.flexkv-twin-ssd`` (JSON: the
 format version and the geometry: stride, block count, file count, the directory's place
-in the list). A directory that holds anything but its marker and its own block files is
+in the list). A directory that holds anything but its marker and its own block files
+(and, in the first directory, the slot table ``slots.bin`` of :mod:`.ssd_table`) is
 refused, so that a mistyped path never overwrites someone's data. A directory already
-marked with the same geometry is reopened as it is (its blocks keep their bytes); a
-different geometry is an error. The marker is held under ``flock`` while open, so two
-processes cannot share a cache directory.
+marked with the same geometry is reopened as it is (its blocks keep their bytes;
+``reopened`` and ``found_sizes`` tell what was there); a different geometry is an
+error. The marker is held under ``flock`` while open, so two processes cannot share a
+cache directory.
 
 Files are preallocated (``posix_fallocate``; ``ftruncate`` where the filesystem refuses)
 and opened with ``O_DIRECT``, so reads come from the device, not the page cache; buffered
@@ -38,6 +40,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MARKER = ".flexkv-twin-ssd"
+SLOT_TABLE = "slots.bin"  # per-block records (storage/ssd_table.py), first directory only
 FORMAT_VERSION = 1
 ALIGN = 4096  # O_DIRECT alignment of offsets, lengths and host addresses
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -143,6 +146,8 @@ class SsdFiles:
         paths: tuple[str, ...],
         direct: bool,
         lock_fds: tuple[int, ...],
+        reopened: bool = False,
+        found_sizes: tuple[int, ...] = (),
     ) -> None:
         self.dirs = dirs
         self._geometry = geometry
@@ -151,6 +156,11 @@ class SsdFiles:
         self.direct = direct  # every file opened with O_DIRECT
         self._lock_fds = lock_fds
         self.closed = False
+        # Every directory carried our marker with this geometry: the blocks are a cache
+        # written before (a restart). found_sizes[i]: bytes file i had when opened (0 when
+        # it was missing); blocks beyond it hold nothing.
+        self.reopened = reopened
+        self.found_sizes = found_sizes or (0,) * len(fds)
 
     @property
     def stride(self) -> int:
@@ -163,6 +173,10 @@ class SsdFiles:
     @property
     def nfiles(self) -> int:
         return self._geometry.num_files
+
+    @property
+    def slot_table_path(self) -> str:
+        return str(Path(self.dirs[0]) / SLOT_TABLE)
 
     def locate(self, block: int) -> tuple[int, int]:
         """``(file index, byte offset)`` of SSD block ``block``."""
@@ -194,15 +208,15 @@ class SsdFiles:
                 raise SsdFilesError(f"ssd_cache_dir lists {resolved[i]} twice")
         geometry = _plan(len(resolved), num_blocks, stride, max_file_size)
         # Check every directory before touching any, so a refusal leaves no trace.
-        for index, d in enumerate(resolved):
-            _check_directory(Path(d), geometry, index)
-        return cls._open(resolved, geometry)
+        marked = [_check_directory(Path(d), geometry, index) for index, d in enumerate(resolved)]
+        return cls._open(resolved, geometry, reopened=all(marked))
 
     @classmethod
-    def _open(cls, dirs: tuple[str, ...], geometry: _Geometry) -> SsdFiles:
+    def _open(cls, dirs: tuple[str, ...], geometry: _Geometry, *, reopened: bool) -> SsdFiles:
         fds: list[int] = []
         lock_fds: list[int] = []
         paths = [""] * geometry.num_files
+        found = [0] * geometry.num_files
         direct = True
         try:
             for index, d in enumerate(dirs):
@@ -210,6 +224,7 @@ class SsdFiles:
                 lock_fds.append(_write_marker(Path(d), geometry, index))
             for i in range(geometry.num_files):
                 path = str(Path(dirs[i % len(dirs)]) / block_file_name(i))
+                found[i] = os.stat(path).st_size if reopened and os.path.exists(path) else 0
                 fd, is_direct = _open_block_file(path)
                 fds.append(fd)
                 paths[i] = path
@@ -219,7 +234,16 @@ class SsdFiles:
             for fd in fds + lock_fds:
                 os.close(fd)
             raise
-        return cls(dirs, geometry, tuple(fds), tuple(paths), direct, tuple(lock_fds))
+        return cls(
+            dirs,
+            geometry,
+            tuple(fds),
+            tuple(paths),
+            direct,
+            tuple(lock_fds),
+            reopened,
+            tuple(found),
+        )
 
     def close(self) -> None:
         """Close the files and release the directories. Idempotent."""
@@ -232,7 +256,7 @@ class SsdFiles:
     def remove(self) -> None:
         """Close, then delete the block files and the markers (the directories stay)."""
         self.close()
-        for path in self.paths:
+        for path in (*self.paths, self.slot_table_path):
             Path(path).unlink(missing_ok=True)
         for d in self.dirs:
             (Path(d) / MARKER).unlink(missing_ok=True)
@@ -250,9 +274,10 @@ class SsdFiles:
         )
 
 
-def _check_directory(d: Path, geometry: _Geometry, index: int) -> None:
+def _check_directory(d: Path, geometry: _Geometry, index: int) -> bool:
+    """Refuse ``d`` unless it is new, empty or ours with this geometry; True if ours."""
     if not d.exists():
-        return
+        return False
     if not d.is_dir():
         raise SsdFilesError(f"ssd_cache_dir {d} exists and is not a directory")
     entries = sorted(p.name for p in d.iterdir())
@@ -263,7 +288,7 @@ def _check_directory(d: Path, geometry: _Geometry, index: int) -> None:
                 f"FlexKV Twin did not create (e.g. {entries[0]!r}); give an empty or new "
                 f"directory"
             )
-        return
+        return False
     try:
         marker = json.loads((d / MARKER).read_text())
         theirs = _Geometry(
@@ -286,12 +311,15 @@ def _check_directory(d: Path, geometry: _Geometry, index: int) -> None:
             f"asked for {geometry.describe(index)}. Remove its files or use another directory"
         )
     ours = {MARKER, *(block_file_name(i) for i in geometry.files_in_dir(index))}
+    if index == 0:
+        ours.add(SLOT_TABLE)
     strangers = [name for name in entries if name not in ours]
     if strangers:
         raise SsdFilesError(
             f"refusing to use {d} as an SSD cache directory: besides its block files it "
             f"holds files that FlexKV Twin did not create (e.g. {strangers[0]!r})"
         )
+    return True
 
 
 def _write_marker(d: Path, geometry: _Geometry, index: int) -> int:

@@ -20,6 +20,11 @@ I/Os not yet started are then dropped.
 Two implementations: :class:`UringSsdBackend` (``_native.UringEngine``, C++ and
 liburing) and :class:`ThreadSsdBackend` (``os.preadv``/``os.pwritev`` on a thread pool).
 :func:`open_ssd_backend` picks one once.
+
+Faults. Both backends take an :class:`SsdFault` through ``inject_fault`` (a test hook):
+the I/Os run, and the backend sees the injected result in their place (``-EIO``,
+``-ENOSPC``, end of file), so the failure paths of the backend and of everything above
+it run as they would on a failing disk.
 """
 
 from __future__ import annotations
@@ -47,6 +52,37 @@ DEFAULT_MAX_IO_BYTES = 1 << 20
 BACKENDS = ("auto", "io_uring", "threads")
 _MAX_THREADS = 32
 _DEFAULT_THREADS = 8
+
+
+@dataclass(frozen=True)
+class SsdFault:
+    """An injected failure: the next ``count`` I/O completions of ``op`` (``"read"``,
+    ``"write"`` or ``"any"``), after ``skip`` of them, report ``-errno`` instead of what
+    the disk did (``errno=0``: zero bytes, i.e. end of file for a read, no progress for a
+    write). A short I/O's resumption is a completion of its own. ``count=-1``: every
+    matching completion from then on."""
+
+    op: str = "any"
+    errno: int = errno.EIO
+    count: int = 1
+    skip: int = 0
+
+    def __post_init__(self) -> None:
+        if self.op not in _FAULT_OPS:
+            raise ValueError(f"unknown fault op {self.op!r}; choose from: read, write, any")
+        if self.errno < 0 or self.count < -1 or self.skip < 0:
+            raise ValueError(f"bad fault {self}: errno >= 0, count >= -1, skip >= 0")
+
+    @property
+    def result(self) -> int:
+        """What the completion reports: ``-errno``, or 0 bytes."""
+        return -self.errno
+
+    def matches(self, write: bool) -> bool:
+        return self.op in ("any", "write" if write else "read")
+
+
+_FAULT_OPS = {"read": 0, "write": 1, "any": 2}
 
 
 @dataclass(frozen=True)
@@ -236,6 +272,13 @@ class UringSsdBackend:
     def close(self) -> None:
         self._engine.close()
 
+    def inject_fault(self, fault: SsdFault | None) -> None:
+        """Arm ``fault`` (replacing one armed before), or disarm with None. Test hook."""
+        if fault is None:
+            self._engine.inject_fault(2, 0, 0, 0)
+        else:
+            self._engine.inject_fault(_FAULT_OPS[fault.op], fault.result, fault.skip, fault.count)
+
 
 # ---- the thread fallback -------------------------------------------------------------------
 
@@ -329,6 +372,8 @@ class ThreadSsdBackend:
         self._max_io = max_io_bytes
         self._inject_short = inject_short
         self._inject_eagain = inject_eagain
+        self._fault: SsdFault | None = None
+        self._fault_skip = self._fault_count = 0
         size = host_stride * num_host_blocks
         self._host = memoryview((ctypes.c_char * size).from_address(host_base_ptr)).cast("B")
         self._cv = threading.Condition()
@@ -369,6 +414,26 @@ class ThreadSsdBackend:
             done = list(self._finished)
             self._finished.clear()
         return done
+
+    def inject_fault(self, fault: SsdFault | None) -> None:
+        """Arm ``fault`` (replacing one armed before), or disarm with None. Test hook."""
+        with self._cv:
+            self._fault = fault
+            self._fault_skip = fault.skip if fault is not None else 0
+            self._fault_count = fault.count if fault is not None else 0
+
+    def _faulted(self, write: bool) -> int | None:
+        """The injected result of this completion, if a fault is due (mirrors the C++)."""
+        with self._cv:
+            fault = self._fault
+            if fault is None or self._fault_count == 0 or not fault.matches(write):
+                return None
+            if self._fault_skip > 0:
+                self._fault_skip -= 1
+                return None
+            if self._fault_count > 0:
+                self._fault_count -= 1
+            return fault.result
 
     def close(self) -> None:
         with self._cv:
@@ -423,6 +488,10 @@ class ThreadSsdBackend:
                     n = os.pwritev(fd, chunk, io.offset + done)
                 else:
                     n = os.preadv(fd, chunk, io.offset + done)
+                forced = self._faulted(write) if self._fault is not None else None
+                if forced is not None and forced < 0:
+                    raise OSError(-forced, os.strerror(-forced))
+                n = n if forced is None else forced
             except OSError as exc:
                 if exc.errno in (errno.EAGAIN, errno.EINTR):
                     continue

@@ -13,8 +13,10 @@ class Job:
 
     Ids are block ids of the source and destination places (GPU cache, host pool, SSD).
     ``keys`` are the blocks' keys, ``keys[i]`` for block ``i``: the remote store names its
-    objects by key (its tier ids are this instance's accounting only); other paths
-    ignore them.
+    objects by key (its tier ids are this instance's accounting only); the SSD path
+    records them, with ``parent`` (the key of the block before ``keys[0]`` in its
+    sequence; None for a first block), so that its index can be rebuilt after a restart.
+    Other paths ignore them.
     """
 
     job_id: int
@@ -22,11 +24,16 @@ class Job:
     src_ids: Sequence[int]
     dst_ids: Sequence[int]
     keys: Sequence[int] = ()
+    parent: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """A finished job: ``queue_s`` waiting for the device, ``transfer_s`` moving bytes."""
+    """A finished job: ``queue_s`` waiting for the device, ``transfer_s`` moving bytes.
+
+    ``first_bad`` (a failed job): the first of its blocks that may be bad; the blocks
+    before it moved, and were checked where the path checks, without fault.
+    """
 
     job_id: int
     ok: bool
@@ -34,6 +41,7 @@ class Done:
     num_bytes: int
     queue_s: float
     transfer_s: float
+    first_bad: int = 0
 
 
 class Mover(Protocol):

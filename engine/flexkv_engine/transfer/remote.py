@@ -121,14 +121,17 @@ class RemoteMover:
         while (item := self._inbox.get()) is not None:
             job, submitted = item
             started = time.perf_counter()
-            moved, error = self._run(job)
+            moved, error, first_bad = self._run(job)
             ended = time.perf_counter()
             self._done.put(
-                Done(job.job_id, error is None, error, moved, started - submitted, ended - started)
+                Done(job.job_id, error is None, error, moved, started - submitted,
+                     ended - started, first_bad)
             )
 
-    def _run(self, job: Job) -> tuple[int, str | None]:
-        """Bytes moved and the job's error (None when every block moved)."""
+    def _run(self, job: Job) -> tuple[int, str | None, int]:
+        """Bytes moved, the job's error (None when every block moved) and the first block
+        found missing or corrupt (the job's block count when none was: the store could
+        not be reached, or the job was refused)."""
         read = job.path == REMOTE_READ
         host_ids = job.dst_ids if read else job.src_ids
         blocks = len(host_ids)
@@ -136,15 +139,18 @@ class RemoteMover:
             self._check(job, host_ids)
         except (ValueError, IndexError) as exc:
             self._count(read, blocks)
-            return 0, f"{job.path}: {exc}"
+            return 0, f"{job.path}: {exc}", blocks
         moved = processed = 0
         failed: list[int] = []
+        first_bad = blocks
         try:
             for start in range(0, blocks, self.batch_blocks):
                 keys = job.keys[start : start + self.batch_blocks]
                 views = [self._view(h) for h in host_ids[start : start + self.batch_blocks]]
                 if read:
                     found = self.store.get(keys, views)
+                    if not failed and not all(found):
+                        first_bad = start + found.index(False)
                     failed += [k for k, ok in zip(keys, found, strict=True) if not ok]
                     moved += sum(found) * self.stride
                 else:
@@ -154,18 +160,18 @@ class RemoteMover:
         except RemoteUnavailable as exc:
             self._outage(exc)
             self._count(read, blocks - processed + len(failed))
-            return moved, f"{job.path}: remote store unreachable: {exc}"
+            return moved, f"{job.path}: remote store unreachable: {exc}", first_bad
         except Exception as exc:  # a store failure or a bug: reported through the job
             self._count(read, blocks - processed + len(failed))
-            return moved, f"{job.path} failed: {exc!r}"
+            return moved, f"{job.path} failed: {exc!r}", first_bad
         self._back()
         if failed:
             self._count(read, len(failed))
             return moved, (
                 f"{job.path}: {len(failed)} of {blocks} blocks missing or corrupt in the remote "
                 f"store (first key {failed[0]:032x})"
-            )
-        return moved, None
+            ), first_bad
+        return moved, None, blocks
 
     def _check(self, job: Job, host_ids: Sequence[int]) -> None:
         if len(job.keys) != len(host_ids):

@@ -63,10 +63,6 @@ class StoreModel:
             end += 1
         return end
 
-    def holds_all(self, keys: Sequence[int]) -> bool:
-        held = self._keys
-        return all(k in held for k in keys)
-
     def stored(self, keys: Sequence[int]) -> None:
         """Blocks written (or rewritten): they become the newest; the oldest go past capacity."""
         held = self._keys
@@ -83,15 +79,16 @@ class StoreModel:
 def fail_lost_reads(planner: Planner, graph: TransferGraph, store: StoreModel) -> None:
     """Fail the remote reads of ``graph`` whose objects the store no longer holds.
 
-    The engine's read of a missing object fails the same way: the GET misses that part.
+    As the engine's read of a missing object does: the GET misses that part, and the
+    remote index drops the blocks from the first missing one on.
     """
     keys = graph.keys
     for op in graph.ops:
-        if (
-            op.path == REMOTE_READ
-            and op.status == PENDING
-            and not store.holds_all(keys[op.start : op.end])
-        ):
+        if op.path != REMOTE_READ or op.status != PENDING:
+            continue
+        missing = store.known(keys[: op.end], op.start)
+        if missing < op.end:
+            planner.invalidate_source(op, missing)
             planner.complete(graph, op, ok=False)
 
 

@@ -125,3 +125,16 @@ def test_bad_speed_is_a_usage_error(workload) -> None:
     result = CliRunner().invoke(run_main, ["replay", str(workload), "--speed", "fast"])
     assert result.exit_code == 2
     assert "neither a number nor 'max'" in result.output
+
+
+def test_a_replay_starts_from_an_empty_ssd_unless_asked(workload, tmp_path) -> None:
+    from flexkv_engine.hw_replay.run import run_replay
+
+    sets = [*TINY, "cache_config.num_cpu_blocks=60", "cache_config.num_ssd_blocks=400",
+            f"cache_config.ssd_cache_dir={tmp_path / 'ssd'}"]
+    first = run_replay(prepare_replay(workload, overrides=sets)).summary
+    again = run_replay(prepare_replay(workload, overrides=sets)).summary
+    assert again["hit_rate_by_tier"] == first["hit_rate_by_tier"]
+    warm = run_replay(prepare_replay(
+        workload, overrides=[*sets, "cache_config.ssd_restore=true"])).summary
+    assert warm["hit_rate_by_tier"]["ssd"] > first["hit_rate_by_tier"]["ssd"]
