@@ -95,6 +95,7 @@ def run_replay(
             for name in ("get_s", "ttft_s", "queue_s", "put_s")
         },
         "failed_ops": kv.failed_ops,
+        **{k: v for k, v in kv.stats().items() if k in ("remote_errors", "ssd_errors", "ssd")},
     }
     summary = build_summary(inp, kv.planner, tool="flexkv-run",
                             mode="speed-max" if speed is None else "paced",
