@@ -5,9 +5,16 @@
 2. Fit a hardware profile from run A (`flexkv-sim calibrate`).
 3. Record run B: a different workload (another seed and workload shape) and a different
    config (CPU capacity, SSD queue depth and tokens_per_block changed).
-4. Predict run B with the twin (`flexkv-sim validate`) and report the errors.
+4. Predict run B with the twin (`flexkv-sim validate`) and report the errors, with the
+   per-path op times measured and predicted.
 
-    python bench/calibration.py [--requests 800] [--ssd-dir /var/tmp/flexkv-bench] [--out DIR]
+The machine's own noise is reported beside the errors: the CPU and I/O pressure (Linux
+PSI, share of time some task was stalled) during each recording, and with
+`--noise-floor` a second recording of run B, whose distance from the first is what no
+model of this machine could predict.
+
+    python bench/calibration.py [--requests 800] [--ssd-dir /var/tmp/flexkv-bench]
+                                [--noise-floor] [--out DIR]
 """
 
 from __future__ import annotations
@@ -18,10 +25,27 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-LAYOUT = ["model_config.num_layers=4", "model_config.num_kv_heads=4",
-          "model_config.head_size=64", "model_config.dtype=float16"]  # 64 KiB per 16 tokens
+LAYOUT = [
+    "model_config.num_layers=4",
+    "model_config.num_kv_heads=4",
+    "model_config.head_size=64",
+    "model_config.dtype=float16",
+]  # 64 KiB per 16 tokens
+CONFIG_A = [
+    "cache_config.num_cpu_blocks=300",
+    "cache_config.num_ssd_blocks=20000",
+    "cache_config.ssd_cache_iouring_entries=32",
+]
+CONFIG_B = [
+    "cache_config.num_cpu_blocks=600",
+    "cache_config.num_ssd_blocks=20000",
+    "cache_config.ssd_cache_iouring_entries=16",
+    "cache_config.tokens_per_block=32",
+]
 
 
 def sh(*args: str) -> str:
@@ -29,48 +53,116 @@ def sh(*args: str) -> str:
     return result.stdout
 
 
-def record(out: Path, name: str, workload: list[str], config: list[str], ssd: Path) -> Path:
-    trace = out / f"{name}.jsonl"
-    sh("flexkv-sim", "trace", "generate", *workload, "-o", str(trace))
+def pressure() -> dict[str, float]:
+    """Cumulative stall microseconds ("some") of CPU and I/O, where the kernel has PSI."""
+    out = {}
+    for kind in ("cpu", "io"):
+        try:
+            line = Path(f"/proc/pressure/{kind}").read_text().splitlines()[0]
+        except OSError:
+            continue
+        out[kind] = float(line.rsplit("total=", 1)[1])
+    return out
+
+
+def record(out: Path, name: str, trace: Path, config: list[str], ssd: Path) -> dict[str, Any]:
     run = out / name
     shutil.rmtree(ssd, ignore_errors=True)
-    sets = [a for o in [*LAYOUT, *config, f"cache_config.ssd_cache_dir={ssd}"]
-            for a in ("--set", o)]
-    summary = json.loads(sh("flexkv-run", "replay", str(trace), "--device", "cpu",
-                            "--speed", "max", "--out", str(run), "--json", *sets))
+    sets = [
+        a for o in [*LAYOUT, *config, f"cache_config.ssd_cache_dir={ssd}"] for a in ("--set", o)
+    ]
+    before, began = pressure(), time.monotonic()
+    summary = json.loads(
+        sh(
+            "flexkv-run",
+            "replay",
+            str(trace),
+            "--device",
+            "cpu",
+            "--speed",
+            "max",
+            "--out",
+            str(run),
+            "--json",
+            *sets,
+        )
+    )
+    wall, after = time.monotonic() - began, pressure()
+    shutil.rmtree(ssd, ignore_errors=True)
     if summary["integrity_failures"]:
         sys.exit(f"{name}: {summary['integrity_failures']} integrity failures")
-    return run
+    stalls = {f"{k}_pressure": round((after[k] - before[k]) / 1e6 / wall, 3) for k in after}
+    return {"dir": run, "get_s": summary["latency"]["get_s"], "wall_s": round(wall, 1), **stalls}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=800)
     parser.add_argument("--ssd-dir", default="/var/tmp/flexkv-bench/calibration")
+    parser.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="record run B twice and report how far the two differ",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="flexkv-calibration-"))
     out.mkdir(parents=True, exist_ok=True)
     ssd = Path(args.ssd_dir)
     n = str(args.requests)
-    run_a = record(out, "A", ["--workload", "multiturn", "--requests", n, "--seed", "1"],
-                   ["cache_config.num_cpu_blocks=300", "cache_config.num_ssd_blocks=20000",
-                    "cache_config.ssd_cache_iouring_entries=32"], ssd)
+    traces = {
+        "A": ["--workload", "multiturn", "--requests", n, "--seed", "1"],
+        "B": ["--workload", "agent", "--requests", n, "--seed", "7"],
+    }
+    for name, workload in traces.items():
+        sh("flexkv-sim", "trace", "generate", *workload, "-o", str(out / f"{name}.jsonl"))
+    run_a = record(out, "A", out / "A.jsonl", CONFIG_A, ssd)
     profile = out / "fitted.yaml"
-    fit = sh("flexkv-sim", "calibrate", str(run_a), "-o", str(profile))
-    run_b = record(out, "B", ["--workload", "agent", "--requests", n, "--seed", "7"],
-                   ["cache_config.num_cpu_blocks=600", "cache_config.num_ssd_blocks=20000",
-                    "cache_config.ssd_cache_iouring_entries=16",
-                    "cache_config.tokens_per_block=32"], ssd)
-    report = json.loads(sh("flexkv-sim", "validate", "--measured", str(run_b), "--profile",
-                           str(profile), "--json", "--out", str(out / "validation")))
-    shutil.rmtree(ssd, ignore_errors=True)
-    keys = ("hit_rate_abs_err", "block_agreement", "get_latency_p50_rel_err",
-            "get_latency_p90_rel_err", "get_latency_p99_rel_err", "ttft_p50_rel_err",
-            "ttft_p90_rel_err")
+    fit = sh("flexkv-sim", "calibrate", str(run_a["dir"]), "-o", str(profile))
+    run_b = record(out, "B", out / "B.jsonl", CONFIG_B, ssd)
+    report = json.loads(
+        sh(
+            "flexkv-sim",
+            "validate",
+            "--measured",
+            str(run_b["dir"]),
+            "--profile",
+            str(profile),
+            "--json",
+            "--out",
+            str(out / "validation"),
+        )
+    )
+    keys = (
+        "hit_rate_abs_err",
+        "block_agreement",
+        "get_latency_p50_rel_err",
+        "get_latency_p90_rel_err",
+        "get_latency_p99_rel_err",
+        "ttft_p50_rel_err",
+        "ttft_p90_rel_err",
+    )
+    result: dict[str, Any] = {
+        "out": str(out),
+        **{k: report[k] for k in keys},
+        "latency": report["latency"],
+        "hit_rate": report["hit_rate"],
+        "ops_by_path": report["ops_by_path"],
+        "runs": {
+            name: {k: v for k, v in r.items() if k != "dir"}
+            for name, r in (("A", run_a), ("B", run_b))
+        },
+    }
+    if args.noise_floor:
+        again = record(out, "B-again", out / "B.jsonl", CONFIG_B, ssd)
+        result["runs"]["B-again"] = {k: v for k, v in again.items() if k != "dir"}
+        result["noise_floor"] = {
+            f"get_latency_{q}_rel_diff": abs(again["get_s"][q] - run_b["get_s"][q])
+            / run_b["get_s"][q]
+            for q in ("p50", "p90", "p99")
+        }
     print(fit)
-    print(json.dumps({"out": str(out), **{k: report[k] for k in keys},
-                      "latency": report["latency"], "hit_rate": report["hit_rate"]}, indent=2))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -10,28 +10,34 @@ from flexkv_engine.cli_common import echo_json, exit_on_bad_input
 
 
 @click.command()
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Where to write the fitted hardware profile (YAML).")
 @exit_on_bad_input
-def calibrate(source: str, output: str) -> None:
-    """Fit a hardware profile from SOURCE: a `flexkv-run replay --out` directory or its trace.
+def calibrate(sources: tuple[str, ...], output: str) -> None:
+    """Fit a hardware profile from SOURCES: `flexkv-run replay --out` directories or traces.
 
-    Each path's curve (overhead + bytes / bandwidth) is fitted by least squares over the
-    ops that ran alone; the fit quality of each path is printed.
+    Each path's curve (overhead + bytes / bandwidth, for SSD the queue-depth term) is
+    fitted over the ops of every run given, by robust least squares on relative errors,
+    with each op's time taken as it would be alone under processor sharing; its spread
+    becomes the curve's jitter. The fit quality of each path is printed. Several runs
+    (say, at different queue depths) identify more than one can.
     """
     import yaml
 
     from .calibrate import calibrate as fit
     from .calibrate import load_run
 
-    doc, fits = fit(load_run(source))
+    doc, fits = fit([load_run(source) for source in sources])
     Path(output).write_text(yaml.safe_dump(doc, sort_keys=False))
     click.echo(f"{'path':<13}{'ops':>7}{'used':>7}{'overhead':>13}{'bandwidth':>14}"
-               f"{'R^2':>8}{'median err':>12}")
+               f"{'h (qd)':>8}{'jitter':>8}{'R^2':>8}{'median err':>12}")
     for f in fits:
+        half = "-" if f.half_bandwidth_queue_depth is None else (
+            f"{f.half_bandwidth_queue_depth:.2f}" if f.queue_depth_identified else "n/a")
         click.echo(f"{f.path:<13}{f.ops:>7}{f.used:>7}{f.overhead_s * 1e6:>10.1f} us"
-                   f"{f.bandwidth / 1e9:>9.3f} GB/s{f.r2:>8.3f}{f.median_rel_err:>11.1%}")
+                   f"{f.bandwidth / 1e9:>9.3f} GB/s{half:>8}{f.jitter:>8.3f}{f.r2:>8.3f}"
+                   f"{f.median_rel_err:>11.1%}")
     click.echo(f"match {doc['match'] * 1e6:.1f} us; profile written to {output}")
 
 
@@ -61,5 +67,8 @@ def validate(run_dir: str, profile: str, out: str | None, as_json: bool) -> None
             f" ({s['rel_err']:.1%})" for q, s in stats.items() if s["rel_err"] is not None
         )
         click.echo(f"{column:<12} {cells}  (measured/predicted)")
+    for path, o in report["ops_by_path"].items():
+        click.echo(f"op time      {path:<12} {o['ops']:>6} ops  measured {o['measured_s']:.3f} s"
+                   f"  predicted {o['predicted_s']:.3f} s  median ratio {o['median_ratio']:.3f}")
     if "html" in report:
         click.echo(f"page         {report['html']}")

@@ -10,6 +10,15 @@ its active transfers by processor sharing: ``n`` active transfers each progress 
 Two links of a :class:`DuplexPair` (PCIe H2D and D2H) each run at their own bandwidth
 alone, and at most ``duplex_bandwidth / 2`` each while both are busy.
 
+An SSD link knows its queue depth ``q`` and I/O size (one block): an op of ``n < q``
+blocks keeps only ``n`` I/Os in flight, so it pays ``per_idle_slot_s`` for each of the
+``q - n`` slots it leaves empty (:meth:`flexkv_sim.hardware.SsdCurve.idle_slot_s`).
+
+A curve with ``jitter`` > 0 draws, per op, a factor from a log-normal distribution of
+median 1 and that sigma, and scales the op's fixed latency and its bytes of work by it:
+the spread of a real device's op times, fitted by calibration. The draws come from a
+generator seeded by the link's name and ``seed``, so a replay is repeatable.
+
 Links also keep the busy time and the bytes they moved, per time bin, for utilisation
 plots.
 """
@@ -17,6 +26,7 @@ plots.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Callable
 from heapq import heappop, heappush
 
@@ -29,12 +39,24 @@ class FluidLink:
     """A processor-sharing link: ``transfer(bytes)`` returns an event that fires when done."""
 
     def __init__(
-        self, env: simpy.Environment, name: str, curve: Curve, *, bin_s: float = 1.0
+        self,
+        env: simpy.Environment,
+        name: str,
+        curve: Curve,
+        *,
+        bin_s: float = 1.0,
+        seed: int = 0,
     ) -> None:
         self.env = env
         self.name = name
         self.curve = curve
         self.bandwidth = curve.bandwidth
+        self.jitter = curve.jitter
+        self._rng = random.Random(f"{seed}:{name}") if curve.jitter > 0 else None
+        # SSD only: queue depth, I/O size and the latency of one empty queue slot.
+        self.queue_depth = 0
+        self.io_bytes = 1
+        self.per_idle_slot_s = 0.0
         self.partner: FluidLink | None = None
         self.duplex_rate = float("inf")
         self._vt = 0.0
@@ -67,17 +89,25 @@ class FluidLink:
         scheduler step per transfer.
         """
         latency = self.curve.overhead_s + copies * self.curve.per_copy_s
+        if self.per_idle_slot_s:
+            latency += self.per_idle_slot_s * max(0.0, self.queue_depth - num_bytes / self.io_bytes)
         self.ops += 1
+        work = num_bytes
+        if self._rng is not None:
+            factor = self._rng.lognormvariate(0.0, self.jitter)
+            latency *= factor
+            work = num_bytes * factor
         if latency > 0:
             self.env.timeout(latency).callbacks.append(
-                lambda _ev: self._join(num_bytes, on_done)
+                lambda _ev: self._join(num_bytes, on_done, work)
             )
         else:
-            self._join(num_bytes, on_done)
+            self._join(num_bytes, on_done, work)
 
     def transfer_time_alone(self, num_bytes: int, copies: int = 1) -> float:
-        """What one transfer takes on an idle link (for hand checks and calibration)."""
-        return self.curve.time(num_bytes, copies)
+        """What one transfer takes on an idle link, at the median jitter (for hand checks)."""
+        idle = max(0.0, self.queue_depth - num_bytes / self.io_bytes) * self.per_idle_slot_s
+        return self.curve.time(num_bytes, copies) + idle
 
     # -- processor sharing ---------------------------------------------------------------
     def _advance(self) -> None:
@@ -103,12 +133,13 @@ class FluidLink:
             start = stop
             b += 1
 
-    def _join(self, num_bytes: int, done: Callable[[], None]) -> None:
+    def _join(self, num_bytes: int, done: Callable[[], None], work: float) -> None:
+        """Start moving: ``work`` bytes of fluid (``num_bytes`` scaled by the jitter)."""
         partner = self.partner
         self._advance()
         if partner is not None:
             partner._advance()
-        heappush(self._flows, (self._vt + num_bytes, next(self._ids), done, num_bytes))
+        heappush(self._flows, (self._vt + work, next(self._ids), done, num_bytes))
         self._reschedule()
         if partner is not None and len(self._flows) == 1:
             partner._reschedule()  # its rate just dropped to the duplex share

@@ -7,7 +7,8 @@ keys (a calibration) can go last. Every number may carry a unit (``53GB/s``, ``8
 and names its source under ``sources``.
 
 Transfer time of one op = fixed overhead + per-copy overhead x copies + bytes / bandwidth,
-where concurrent ops on one link share its bandwidth (see :mod:`flexkv_sim.devices`).
+where concurrent ops on one link share its bandwidth (see :mod:`flexkv_sim.devices`),
+times a per-op factor of median 1 when the curve has ``jitter`` (a fitted spread).
 """
 
 from __future__ import annotations
@@ -44,11 +45,16 @@ def _profile_error(
 
 @dataclass(frozen=True)
 class Curve:
-    """``overhead_s + copies * per_copy_s + bytes / bandwidth`` seconds for one op."""
+    """``overhead_s + copies * per_copy_s + bytes / bandwidth`` seconds for one op.
+
+    ``jitter``: sigma of the log-normal factor (median 1) that scales each op's time in
+    the twin; 0 times every op alike.
+    """
 
     overhead_s: float = 0.0
     bandwidth: float = 1e12  # bytes/s
     per_copy_s: float = 0.0
+    jitter: float = 0.0
 
     def time(self, num_bytes: float, copies: int = 1) -> float:
         return self.overhead_s + copies * self.per_copy_s + num_bytes / self.bandwidth
@@ -76,15 +82,31 @@ class PcieDirection:
 
 @dataclass(frozen=True)
 class SsdCurve:
-    """SSD throughput with queue depth q: ``bandwidth * q / (q + half_bandwidth_queue_depth)``."""
+    """SSD throughput with q I/Os in flight: ``bandwidth * q / (q + half_bandwidth_queue_depth)``.
+
+    An op of ``n`` blocks (one I/O each) at queue depth ``Q`` keeps ``q = min(n, Q)`` in
+    flight, so alone it takes ``overhead + bytes / bandwidth * (1 + h / q)``: the link
+    runs at the queue-depth-``Q`` bandwidth (:meth:`curve`) and an op of ``n < Q``
+    blocks adds :meth:`idle_slot_s` for each of the ``Q - n`` slots it leaves empty.
+    """
 
     overhead_s: float = 0.0
     bandwidth: float = 1e12
     half_bandwidth_queue_depth: float = 0.0
+    jitter: float = 0.0
 
     def curve(self, queue_depth: int) -> Curve:
         q = max(queue_depth, 1)
-        return Curve(self.overhead_s, self.bandwidth * q / (q + self.half_bandwidth_queue_depth))
+        return Curve(
+            self.overhead_s,
+            self.bandwidth * q / (q + self.half_bandwidth_queue_depth),
+            jitter=self.jitter,
+        )
+
+    def idle_slot_s(self, queue_depth: int, io_bytes: int) -> float:
+        """Latency of one empty slot: ``io_bytes * h / (bandwidth * Q)``."""
+        q = max(queue_depth, 1)
+        return io_bytes * self.half_bandwidth_queue_depth / (self.bandwidth * q)
 
 
 @dataclass(frozen=True)
@@ -269,6 +291,12 @@ def _positive_rate(value: object, what: str) -> float:
     return rate
 
 
+def _jitter(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3:
+        raise ValueError(f"{what}: expected a log-normal sigma in [0, 3], got {value!r}")
+    return float(value)
+
+
 def _queue_depth(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"{what}: expected a number of requests >= 0, got {value!r}")
@@ -281,6 +309,7 @@ _PARSERS: dict[str, tuple[str, Callable[[object, str], float]]] = {
     "per_copy": ("per_copy_s", parse_duration),
     "bandwidth": ("bandwidth", _positive_rate),
     "half_bandwidth_queue_depth": ("half_bandwidth_queue_depth", _queue_depth),
+    "jitter": ("jitter", _jitter),
     "prefill_fixed": ("prefill_fixed_s", parse_duration),
     "prefill_per_token": ("prefill_per_token_s", parse_duration),
     "prefill_quadratic": ("prefill_quadratic_s", parse_duration),

@@ -217,3 +217,52 @@ def test_errors_keep_their_parts(tmp_path):
     again = pickle.loads(pickle.dumps(err.value))  # sweeps send errors between processes
     assert isinstance(again, ProfileError) and again.key_path == "network.overhed"
     assert "choose from: overhead, per_copy, bandwidth" in str(again)
+
+
+def test_jitter_is_an_optional_curve_key(tmp_path):
+    path = tmp_path / "j.yaml"
+    path.write_text(
+        "schema_version: 1\n"
+        "pcie: {h2d: {sm: {overhead: 1ms, bandwidth: 2GB/s, jitter: 0.2}}}\n"
+        "ssd: {read: {overhead: 1ms, bandwidth: 1GB/s, jitter: 0.1}}\n"
+    )
+    profile = load_profiles([str(path)])
+    assert profile.h2d.sm.jitter == 0.2
+    assert profile.ssd_read.curve(8).jitter == 0.1
+    assert profile.d2h.sm.jitter == 0.0  # left out: every op alike
+    path.write_text("schema_version: 1\nnetwork: {jitter: -1}\n")
+    with pytest.raises(ProfileError, match=r"network\.jitter"):
+        load_profiles([str(path)])
+
+
+def test_an_op_below_the_queue_depth_pays_for_its_empty_slots():
+    ssd = SsdCurve(overhead_s=0.0, bandwidth=8e9, half_bandwidth_queue_depth=8)
+    block = 1 << 20
+    link_time = ssd.curve(8).time(2 * block)  # at queue depth 8: 8 GB/s x 8 / 16
+    alone = link_time + (8 - 2) * ssd.idle_slot_s(8, block)
+    assert alone == pytest.approx(2 * block / (8e9 * 2 / 10))  # q = 2 I/Os in flight
+
+
+def test_jitter_draws_are_repeatable_with_median_one():
+    import simpy
+
+    from flexkv_sim.devices import FluidLink
+
+    def times(seed):
+        env = simpy.Environment()
+        link = FluidLink(env, "ssd_read", Curve(0.0, 1e9, jitter=0.3), seed=seed)
+        out = []
+        for i in range(401):
+            start = i * 10.0
+
+            def go(_ev, start=start):
+                link.transfer(10**6, 1, lambda: out.append(env.now - start))
+
+            env.timeout(start).callbacks.append(go)
+        env.run()
+        return out
+
+    first = times(0)
+    assert first == times(0)
+    assert first != times(1)
+    assert sorted(first)[200] == pytest.approx(1e-3, rel=0.1)

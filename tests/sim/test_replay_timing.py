@@ -186,3 +186,23 @@ def test_speed_compresses_the_timestamps(tmp_path, profile) -> None:
     assert [r[COL["t"]] for r in result.records] == pytest.approx(
         [r.t / 10.0 for r in inp.requests]
     )
+
+
+def test_an_ssd_op_below_the_queue_depth_pays_for_its_empty_slots(tmp_path, profile) -> None:
+    a, b = [1, 2], [101, 102]  # two 2-block prompts: 2 I/Os in flight at queue depth 8
+    trace = write_requests(tmp_path / "t.jsonl", [
+        RequestRecord(0.0, "get", "a1", 32, a),
+        RequestRecord(10.0, "get", "b", 32, b),  # evicts a from CPU
+        RequestRecord(20.0, "get", "a2", 32, a),  # CPU miss, SSD hit
+    ])
+    inp = prepare_replay(trace, overrides=[
+        "cache_config.num_cpu_blocks=2", "cache_config.num_ssd_blocks=64",
+        "cache_config.ssd_cache_iouring_entries=8", "cache_config.transfer_sms_h2d=2",
+    ])
+    nbytes = 2 * inp.config.model_config.bytes_per_block(16)
+    third = replay_timing(inp, profile, progress=False).records[2]
+    # bandwidth x q / (q + h) with q = 2 I/Os, h = 8: the read moves at 8 GB/s x 2 / 10.
+    ssd_read = 100e-6 + nbytes / (8e9 * 2 / 10)
+    h2d = 10e-6 + nbytes / 20e9
+    assert third[COL["ssd_tokens"]] == 32
+    assert third[COL["get_s"]] == pytest.approx(30e-6 + ssd_read + h2d, rel=1e-9)

@@ -1,8 +1,10 @@
 """Calibration of the twin against ``flexkv-run`` runs, and its measured prediction error.
 
-``fit``: per-path transfer curves (overhead + bytes / bandwidth) by least squares from a
-run's transfer records. ``validate``: replay a run's trace in the twin with a profile,
-under the run's config and pacing, and compare hit rates, latencies and bytes.
+``fit``: per-path transfer curves (overhead + bytes / bandwidth, SSD queueing, the
+op-to-op spread as jitter) from the transfer records of one or more runs, by robust
+least squares on each op's time alone (``estimate``). ``validate``: replay a run's trace
+in the twin with a profile, under the run's config and pacing, and compare hit rates,
+latencies, bytes and per-path op times.
 """
 
 from .fit import PathFit, calibrate, load_run

@@ -1,27 +1,62 @@
-"""Fitting a hardware profile from the transfer records of a ``flexkv-run`` run.
+"""Fitting a hardware profile from the transfer records of ``flexkv-run`` runs.
 
-Method (stated so a reader can check it): for each path, take the ops that ran alone
-(no other op of the same path overlapped them), and fit ``queue_s + transfer_s =
-overhead + bytes / bandwidth`` by ordinary least squares (a negative intercept is
-refitted through the origin). With fewer than three such ops, all ops are used. The
-engine's hand-off between dependent ops (a completion handled, the next op dispatched)
-is measured as the median gap between an op's end and its dependent's submission, and
-added to every op's overhead. The GET planning time (``match``) is the median latency
-of GETs that moved nothing. SSD curves are fitted at the run's queue depth, so they carry
-no queue-depth term (``half_bandwidth_queue_depth: 0``).
+Method (stated so a reader can check it), per path, over every op of every run given:
+
+1. Each op's time alone: the engine's sharing of a path between concurrent ops is undone
+   as the twin's processor sharing would do it, and waiting behind another op of the
+   path is replaced by the path's dispatch latency (:func:`.estimate.alone_times`).
+2. The curve ``time = overhead + bytes / bandwidth``, and for SSD paths the queue-depth
+   term of the profile: an op of ``n`` blocks at queue depth ``Q`` keeps ``q = min(n, Q)``
+   I/Os in flight and moves at ``bandwidth x q / (q + half_bandwidth_queue_depth)``, so
+   ``time = overhead + bytes / bandwidth + (h / bandwidth) x bytes / q`` (one I/O per
+   block). ``h`` is identified only across runs at different queue depths (within one
+   run, ops below the depth are also the small ones, so size effects would pass for
+   queueing); from runs at one depth the curve is that depth's and ``h`` is 0, and the
+   fit says so. Multiplicative noise of median 1, fitted by
+   robust iteratively reweighted least squares on relative errors
+   (:func:`.estimate.fit_curve`); the noise's log-normal sigma is the curve's ``jitter``.
+3. The hand-off between dependent ops (a completion handled, the next op dispatched),
+   the median gap between an op's end and its dependent's submission, is added to every
+   op's overhead. GET planning (``match``) is the median latency of GETs that moved
+   nothing.
+4. Compute: when a run emulated prefill (``--prefill model``), ``prefill_fixed``,
+   ``prefill_per_token`` and ``prefill_quadratic`` are fitted to its per-request prefill
+   times by non-negative least squares, and ``decode_step`` is its decode time per output
+   token; otherwise the run's ``serving_config.compute`` is copied.
+
+The PCIe curve is written for both copy modes (a CPU-only run has no copy engine).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flexkv_engine.config import Config, ConfigError, load_config
-from flexkv_engine.core.paths import D2H, H2D, REMOTE_READ, REMOTE_WRITE, SSD_READ, SSD_WRITE
-from flexkv_engine.trace import OutcomeRecord, TraceError, TransferRecord, read_trace
+from flexkv_engine.core.paths import (
+    D2H,
+    H2D,
+    REMOTE_READ,
+    REMOTE_WRITE,
+    SSD_READ,
+    SSD_WRITE,
+)
+from flexkv_engine.trace import (
+    OutcomeRecord,
+    RequestRecord,
+    TraceError,
+    TransferRecord,
+    read_trace,
+)
+
+from .estimate import CurveFit, OpSample, alone_times, fit_curve
+
+SSD_PATHS = (SSD_READ, SSD_WRITE)
+LOAD_PATHS = (H2D, SSD_READ, REMOTE_READ)
 
 
 @dataclass(frozen=True)
@@ -32,17 +67,21 @@ class RunData:
     summary: dict[str, Any] | None
     transfers: list[TransferRecord]
     outcomes: list[OutcomeRecord]
+    output_tokens: dict[str, int]  # request id -> output tokens (for decode time)
 
 
 @dataclass(frozen=True)
 class PathFit:
     path: str
     ops: int
-    used: int
+    used: int  # ops with full weight in the robust fit
     overhead_s: float
     bandwidth: float
     r2: float
     median_rel_err: float
+    jitter: float = 0.0
+    half_bandwidth_queue_depth: float | None = None  # SSD paths only
+    queue_depth_identified: bool = False
 
 
 def load_run(source: str | Path) -> RunData:
@@ -58,117 +97,202 @@ def load_run(source: str | Path) -> RunData:
             config = load_config(run_dir / "config.json", env={})
         if (run_dir / "summary.json").exists():
             summary = json.loads((run_dir / "summary.json").read_text())
-    transfers, outcomes = [], []
+    transfers, outcomes, output_tokens = [], [], {}
     for record in read_trace(trace):
         if isinstance(record, TransferRecord):
             transfers.append(record)
         elif isinstance(record, OutcomeRecord):
             outcomes.append(record)
+        elif isinstance(record, RequestRecord) and record.output_tokens:
+            output_tokens[record.request_id] = record.output_tokens
     if not transfers:
         raise TraceError(f"{trace}: no transfer records to calibrate from")
-    return RunData(run_dir, trace, config, summary, transfers, outcomes)
+    return RunData(run_dir, trace, config, summary, transfers, outcomes, output_tokens)
 
 
-def _isolated(records: list[TransferRecord]) -> list[TransferRecord]:
-    spans = sorted(records, key=lambda r: r.t_submit)
-    alone = []
-    latest_end = float("-inf")
-    for i, rec in enumerate(spans):
-        end = rec.t_submit + rec.queue_s + rec.transfer_s
-        next_start = spans[i + 1].t_submit if i + 1 < len(spans) else float("inf")
-        if rec.t_submit >= latest_end and end <= next_start:
-            alone.append(rec)
-        latest_end = max(latest_end, end)
-    return alone
+def _queue_depth(run: RunData) -> int:
+    """The queue depth the twin would use for the run (``ssd_cache_iouring_entries``)."""
+    if run.config is not None:
+        return max(run.config.cache_config.ssd_cache_iouring_entries, 1)
+    return 1
 
 
-def fit_path(path: str, records: list[TransferRecord], extra_overhead: float) -> PathFit:
-    import numpy as np
-
-    used = _isolated(records)
-    if len(used) < 3:
-        used = records
-    x = np.array([r.num_bytes for r in used], dtype=float)
-    y = np.array([r.queue_s + r.transfer_s for r in used], dtype=float)
-    design = np.column_stack([np.ones_like(x), x])
-    (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
-    if a < 0 or len(set(x)) < 2:
-        a = 0.0 if len(set(x)) >= 2 else float(np.median(y - x * 0))
-        b = float((x @ (y - a)) / (x @ x)) if x.any() else 0.0
-    b = max(float(b), 1e-15)
-    pred = a + b * x
-    ss_res = float(((y - pred) ** 2).sum())
-    ss_tot = float(((y - y.mean()) ** 2).sum()) or 1.0
-    rel = np.abs(pred - y) / np.maximum(y, 1e-12)
-    return PathFit(path, len(records), len(used), float(a) + extra_overhead, 1.0 / b,
-                   1.0 - ss_res / ss_tot, float(np.median(rel)))
-
-
-def _dispatch_gap(transfers: list[TransferRecord]) -> float:
-    """Median time from an op's end to the submission of an op that waited for it."""
-    import numpy as np
-
-    by_request: dict[tuple[str, bool], dict[int, TransferRecord]] = defaultdict(dict)
-    for rec in transfers:
-        by_request[(rec.request_id, rec.path in (H2D, SSD_READ, REMOTE_READ))][rec.op_id] = rec
-    gaps = []
-    for ops in by_request.values():
-        for rec in ops.values():
-            ends = [ops[d].t_submit + ops[d].queue_s + ops[d].transfer_s
-                    for d in rec.deps if d in ops]
-            if ends:
-                gaps.append(max(rec.t_submit - max(ends), 0.0))
-    return float(np.median(gaps)) if gaps else 0.0
-
-
-def calibrate(run: RunData) -> tuple[dict[str, Any], list[PathFit]]:
-    """A profile document (YAML-ready) and the fit of each path the run used."""
-    import numpy as np
-
-    gap = _dispatch_gap(run.transfers)
+def _samples(run: RunData) -> dict[str, list[OpSample]]:
     by_path: dict[str, list[TransferRecord]] = defaultdict(list)
     for rec in run.transfers:
         by_path[rec.path].append(rec)
-    fits = {p: fit_path(p, recs, gap) for p, recs in sorted(by_path.items())}
-    cache = run.config.cache_config if run.config is not None else None
-    doc: dict[str, Any] = {"schema_version": 1, "name": f"calibrated:{run.trace_path}",
-                           "description": "fitted by flexkv-sim calibrate", "sources": {}}
+    qd = _queue_depth(run)
+    out: dict[str, list[OpSample]] = {}
+    for path, recs in by_path.items():
+        alone = alone_times([(r.t_submit, r.queue_s, r.transfer_s) for r in recs])
+        out[path] = [
+            OpSample(r.num_bytes, r.num_blocks, qd, t) for r, t in zip(recs, alone, strict=True)
+        ]
+    return out
+
+
+def _dispatch_gaps(run: RunData) -> list[float]:
+    """Times from an op's end to the submission of an op that waited for it."""
+    by_request: dict[tuple[str, bool], dict[int, TransferRecord]] = defaultdict(dict)
+    for rec in run.transfers:
+        by_request[(rec.request_id, rec.path in LOAD_PATHS)][rec.op_id] = rec
+    gaps = []
+    for ops in by_request.values():
+        for rec in ops.values():
+            ends = [
+                ops[d].t_submit + ops[d].queue_s + ops[d].transfer_s for d in rec.deps if d in ops
+            ]
+            if ends:
+                gaps.append(max(rec.t_submit - max(ends), 0.0))
+    return gaps
+
+
+def _path_fit(path: str, samples: list[OpSample], gap: float) -> PathFit:
+    f: CurveFit = fit_curve(samples, ssd=path in SSD_PATHS)
+    return PathFit(
+        path,
+        len(samples),
+        f.inliers,
+        f.overhead_s + gap,
+        f.bandwidth,
+        f.r2,
+        f.median_rel_err,
+        f.jitter,
+        f.half_qd if path in SSD_PATHS else None,
+        f.qd_identified,
+    )
+
+
+def _method(f: PathFit, runs: int) -> str:
+    text = (
+        f"robust least squares on relative errors over {f.ops} ops of {runs} run(s) "
+        f"({f.used} at full weight); jitter = sigma of the log residuals"
+    )
+    if f.half_bandwidth_queue_depth is not None:
+        text += (
+            "; queue-depth term from runs at different queue depths"
+            if f.queue_depth_identified
+            else "; runs at one queue depth only, so no queue-depth term"
+        )
+    return text
+
+
+def _compute(runs: Sequence[RunData], doc: dict[str, Any]) -> None:
+    """Fit the compute model from prefill timings, or copy the first run's config."""
+    import numpy as np
+    import pandas as pd
+
+    from .estimate import nonneg_least_squares
+
+    rows, decode = [], [0.0, 0]
+    for run in runs:
+        if run.run_dir is None or not (run.run_dir / "requests.csv").exists():
+            continue
+        req = pd.read_csv(run.run_dir / "requests.csv")
+        reused = sum(req[f"{t}_tokens"] for t in ("gpu", "cpu", "ssd", "remote"))
+        new = (req["num_tokens"] - reused).clip(lower=0)
+        for n, r, p in zip(new, reused, req["prefill_s"], strict=True):
+            if p > 0:
+                rows.append((1.0, float(n), float(n) * float(n + r), float(p)))
+        for rid, d in zip(req["request_id"].astype(str), req["decode_s"], strict=True):
+            if d > 0 and run.output_tokens.get(rid):
+                decode[0] += float(d)
+                decode[1] += run.output_tokens[rid]
+    config = next((r.config for r in runs if r.config is not None), None)
+    if rows:
+        data = np.array(rows)
+        fixed, per_token, quad = nonneg_least_squares(data[:, :3], data[:, 3], np.ones(len(data)))
+        step = (
+            decode[0] / decode[1]
+            if decode[1]
+            else (config.serving_config.compute.decode_step_s if config is not None else 0.0)
+        )
+        doc["compute"] = {
+            "prefill_fixed": float(fixed),
+            "prefill_per_token": float(per_token),
+            "prefill_quadratic": float(quad),
+            "decode_step": float(step),
+        }
+        doc["sources"]["compute"] = (
+            f"least squares over {len(rows)} measured prefills (fixed + per token x new + "
+            "quadratic x new x (cached + new)); decode: time per output token"
+        )
+    elif config is not None:
+        c = config.serving_config.compute
+        doc["compute"] = {
+            "prefill_fixed": c.prefill_fixed_s,
+            "prefill_per_token": c.prefill_per_token_s,
+            "prefill_quadratic": c.prefill_quadratic_s,
+            "decode_step": c.decode_step_s,
+        }
+        doc["sources"]["compute"] = "the run's serving_config.compute (no prefill was timed)"
+
+
+def calibrate(runs: RunData | Sequence[RunData]) -> tuple[dict[str, Any], list[PathFit]]:
+    """A profile document (YAML-ready) and the fit of each path the runs used."""
+    import numpy as np
+
+    runs = [runs] if isinstance(runs, RunData) else list(runs)
+    pooled: dict[str, list[OpSample]] = defaultdict(list)
+    gaps: list[float] = []
+    for run in runs:
+        for path, samples in _samples(run).items():
+            pooled[path].extend(samples)
+        gaps.extend(_dispatch_gaps(run))
+    gap = float(np.median(gaps)) if gaps else 0.0
+    fits = {p: _path_fit(p, s, gap) for p, s in sorted(pooled.items())}
+    names = ", ".join(str(r.trace_path) for r in runs)
+    doc: dict[str, Any] = {
+        "schema_version": 1,
+        "name": f"calibrated:{names}",
+        "description": "fitted by flexkv-sim calibrate",
+        "sources": {},
+    }
+    cache = next((r.config.cache_config for r in runs if r.config is not None), None)
     pcie: dict[str, Any] = {}
-    for path, flag, sms in ((H2D, "use_ce_transfer_h2d", "transfer_sms_h2d"),
-                            (D2H, "use_ce_transfer_d2h", "transfer_sms_d2h")):
+    for path, sms in ((H2D, "transfer_sms_h2d"), (D2H, "transfer_sms_d2h")):
         if path not in fits:
             continue
         f = fits[path]
-        curve = {"overhead": f.overhead_s, "bandwidth": f.bandwidth}
-        entry: dict[str, Any] = {"sm": dict(curve), "ce": dict(curve)}
+        curve = {"overhead": f.overhead_s, "bandwidth": f.bandwidth, "jitter": f.jitter}
         grid = getattr(cache, sms, 8) if cache is not None else 8
-        entry["sm_bandwidth_per_sm"] = f.bandwidth / max(grid, 1)
-        pcie[path] = entry
-        mode = "ce" if cache is not None and getattr(cache, flag) else "sm"
-        doc["sources"][f"pcie.{path}.{mode}"] = f"least squares over {f.used} ops"
+        pcie[path] = {
+            "sm": dict(curve),
+            "ce": dict(curve),
+            "sm_bandwidth_per_sm": f.bandwidth / max(grid, 1),
+        }
+        for mode in ("sm", "ce"):
+            doc["sources"][f"pcie.{path}.{mode}"] = _method(f, len(runs))
     if pcie:
-        pcie["duplex_bandwidth"] = 2 * max(pcie[p]["sm"]["bandwidth"] for p in pcie
-                                           if p in (H2D, D2H))
+        pcie["duplex_bandwidth"] = 2 * max(pcie[p]["sm"]["bandwidth"] for p in pcie)
         doc["pcie"] = pcie
-    ssd = {kind: {"overhead": fits[p].overhead_s, "bandwidth": fits[p].bandwidth,
-                  "half_bandwidth_queue_depth": 0}
-           for kind, p in (("read", SSD_READ), ("write", SSD_WRITE)) if p in fits}
+    ssd = {}
+    for kind, path in (("read", SSD_READ), ("write", SSD_WRITE)):
+        if path in fits:
+            f = fits[path]
+            ssd[kind] = {
+                "overhead": f.overhead_s,
+                "bandwidth": f.bandwidth,
+                "half_bandwidth_queue_depth": f.half_bandwidth_queue_depth or 0.0,
+                "jitter": f.jitter,
+            }
+            doc["sources"][f"ssd.{kind}"] = _method(f, len(runs))
     if ssd:
         doc["ssd"] = ssd
     for key, path in (("network", REMOTE_READ), ("network_write", REMOTE_WRITE)):
         if path in fits:
-            doc[key] = {"overhead": fits[path].overhead_s, "bandwidth": fits[path].bandwidth}
-    idle = [o.latency_s for o in run.outcomes
-            if o.op == "get" and not any(v for k, v in o.hit_blocks.items() if k != "gpu")]
+            f = fits[path]
+            doc[key] = {"overhead": f.overhead_s, "bandwidth": f.bandwidth, "jitter": f.jitter}
+            doc["sources"][key] = _method(f, len(runs))
+    idle = [
+        o.latency_s
+        for run in runs
+        for o in run.outcomes
+        if o.op == "get" and not any(v for k, v in o.hit_blocks.items() if k != "gpu")
+    ]
     doc["match"] = float(np.median(idle)) if idle else 0.0
     doc["sources"]["match"] = f"median latency of {len(idle)} GETs that moved nothing"
-    if run.config is not None:
-        c = run.config.serving_config.compute
-        doc["compute"] = {"prefill_fixed": c.prefill_fixed_s,
-                          "prefill_per_token": c.prefill_per_token_s,
-                          "prefill_quadratic": c.prefill_quadratic_s,
-                          "decode_step": c.decode_step_s}
-        doc["sources"]["compute"] = "the run's serving_config.compute"
+    _compute(runs, doc)
     return doc, list(fits.values())
 
 

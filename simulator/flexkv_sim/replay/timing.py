@@ -10,7 +10,8 @@ Each request of the trace lives as a chain of SimPy event callbacks:
 5. decodes ``output_tokens`` steps, then leaves its blocks to the GPU prefix cache.
 
 Transfers run on :mod:`flexkv_sim.devices` links: PCIe H2D/D2H (duplex-coupled, curve by
-copy mode), SSD read/write (bandwidth by queue depth), network to the remote store.
+copy mode), SSD read/write (bandwidth by queue depth; an op of fewer blocks than the queue
+depth pays for the slots it leaves empty), network to the remote store.
 """
 
 from __future__ import annotations
@@ -112,6 +113,11 @@ class TimingModel:
             REMOTE_WRITE: FluidLink(env, REMOTE_WRITE, profile.network_write_curve, bin_s=bin_s),
         }
         DuplexPair(links[H2D], links[D2H], profile.duplex_bandwidth)
+        for path, ssd in ((SSD_READ, profile.ssd_read), (SSD_WRITE, profile.ssd_write)):
+            # An op of fewer blocks than the queue depth cannot fill the queue.
+            link = links[path]
+            link.queue_depth, link.io_bytes = max(qd, 1), self.block_bytes
+            link.per_idle_slot_s = ssd.idle_slot_s(qd, self.block_bytes)
         self.links = links
         # Per-copy costs: copy-engine paths copy whole blocks one by one (after a gather
         # on the GPU); the remote store moves one object per block.
