@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -56,3 +57,18 @@ class Mover(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def drain(done: queue.SimpleQueue[Done], timeout: float | None = 0.0) -> list[Done]:
+    """What a thread-backed mover's ``poll`` returns: the finished jobs queued in
+    ``done``, waiting up to ``timeout`` seconds for the first (None: until one ends)."""
+    out: list[Done] = []
+    try:
+        out.append(done.get(timeout=timeout) if timeout != 0.0 else done.get_nowait())
+    except queue.Empty:
+        return out
+    while True:
+        try:
+            out.append(done.get_nowait())
+        except queue.Empty:
+            return out

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from ..core.paths import REMOTE_READ, REMOTE_WRITE
 from ..storage.remote.base import RemoteStore, RemoteUnavailable
 from ..storage.ssd_io import HostBuffer
-from .protocol import Done, Job
+from .protocol import Done, Job, drain
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +92,7 @@ class RemoteMover:
         self._inbox.put((job, time.perf_counter()))
 
     def poll(self, timeout: float | None = 0.0) -> list[Done]:
-        out: list[Done] = []
-        try:
-            first = self._done.get(timeout=timeout) if timeout != 0.0 else self._done.get_nowait()
-        except queue.Empty:
-            return out
-        out.append(first)
-        while True:
-            try:
-                out.append(self._done.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._done, timeout)
 
     def close(self) -> None:
         """Finish the submitted jobs, then stop the workers (the store stays open: its

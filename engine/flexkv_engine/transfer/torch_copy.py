@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core.paths import D2H, H2D
 from ..storage.host_pool import GpuKVCache, HostPool
-from .protocol import Done, Job
+from .protocol import Done, Job, drain
 
 
 class TorchCopyMover:
@@ -46,17 +46,7 @@ class TorchCopyMover:
         self._inbox[job.path].put((job, time.perf_counter()))
 
     def poll(self, timeout: float | None = 0.0) -> list[Done]:
-        out: list[Done] = []
-        try:
-            first = self._done.get(timeout=timeout) if timeout != 0.0 else self._done.get_nowait()
-        except queue.Empty:
-            return out
-        out.append(first)
-        while True:
-            try:
-                out.append(self._done.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._done, timeout)
 
     def close(self) -> None:
         for inbox in self._inbox.values():
