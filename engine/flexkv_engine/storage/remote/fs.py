@@ -135,12 +135,17 @@ def _write_all(fd: int, buffers: list[memoryview]) -> None:
         n = os.writev(fd, buffers)
         if n <= 0:
             raise OSError(errno.EIO, "write made no progress")
-        while n:
-            if n >= len(buffers[0]):
-                n -= len(buffers.pop(0))
-            else:
-                buffers[0] = buffers[0][n:]
-                n = 0
+        _advance(buffers, n)
+
+
+def _advance(buffers: list[memoryview], n: int) -> None:
+    """Drop the first ``n`` bytes of ``buffers`` (a vectored I/O moved them)."""
+    while n:
+        if n >= len(buffers[0]):
+            n -= len(buffers.pop(0))
+        else:
+            buffers[0] = buffers[0][n:]
+            n = 0
 
 
 def _read_all(fd: int, buffers: list[memoryview]) -> bool:
@@ -151,12 +156,7 @@ def _read_all(fd: int, buffers: list[memoryview]) -> bool:
         if n == 0:
             return False
         offset += n
-        while n:
-            if n >= len(buffers[0]):
-                n -= len(buffers.pop(0))
-            else:
-                buffers[0] = buffers[0][n:]
-                n = 0
+        _advance(buffers, n)
     return True
 
 
