@@ -10,6 +10,10 @@
 //
 //   nvcc -O3 -arch=sm_90 -std=c++17 -o sysmem_probe bench/sysmem_probe.cu && ./sysmem_probe
 //
+//   ./sysmem_probe tlp   reads of W-byte host segments spaced 2W apart, by the copy engine
+//                        (cudaMemcpy2DAsync) and by the SMs, against a contiguous copy:
+//                        how the bandwidth of host reads follows the size of each read
+//
 // Results and their reading: bench/RESULTS.md, "SM path: the host-read ceiling".
 #include <cuda_runtime.h>
 #include <sys/mman.h>
@@ -20,6 +24,7 @@
 #include <algorithm>
 #include <random>
 #include <functional>
+#include <string>
 #define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e)); exit(1);} } while (0)
 
 constexpr size_t CHUNK = 32768, NCHUNK = 64, BLOCK = CHUNK * NCHUNK;
@@ -143,7 +148,52 @@ float timeit(std::function<void()> f, int rep = 5) {
     return ts[rep / 2];
 }
 
+// SM reads of W-byte segments of host memory spaced 2W apart, packed into a GPU buffer.
+__global__ void segk(char* dst, const char* src, size_t vecs, int w) {
+    size_t per = w / 16, stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < vecs; i += 4 * stride) {
+        uint4 v[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            size_t j = i + u * stride;
+            if (j < vecs) v[u] = *(const uint4*)(src + (j / per) * 2 * w + (j % per) * 16);
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            size_t j = i + u * stride;
+            if (j < vecs) *(uint4*)(dst + j * 16) = v[u];
+        }
+    }
+}
+
+int tlp_probe() {
+    const size_t useful = (size_t)512 << 20;
+    char *host, *hdev, *gpu;
+    CK(cudaHostAlloc(&host, 2 * useful, cudaHostAllocMapped | cudaHostAllocPortable));
+    CK(cudaHostGetDevicePointer((void**)&hdev, host, 0));
+    CK(cudaMalloc(&gpu, useful));
+    memset(host, 3, 2 * useful);
+    auto contiguous = [&] { cudaMemcpyAsync(gpu, host, useful, cudaMemcpyHostToDevice); };
+    printf("contiguous H2D %.1f GB/s\n", useful / timeit(contiguous) / 1e6);
+    // each round times the contiguous copy beside both segment reads: the median of the
+    // per-round ratios does not drift with the machine's load
+    for (int w : {32, 64, 128, 256, 512, 4096, 1 << 20}) {
+        std::vector<float> ce, sm;
+        for (int r = 0; r < 9; ++r) {
+            float mc = timeit(contiguous, 3);
+            ce.push_back(mc / timeit([&] { cudaMemcpy2DAsync(gpu, w, host, 2 * w, w, useful / w, cudaMemcpyHostToDevice); }, 3));
+            sm.push_back(mc / timeit([&] { segk<<<16, 512>>>(gpu, hdev, useful / 16, w); }, 3));
+            CK(cudaGetLastError());
+        }
+        std::sort(ce.begin(), ce.end()); std::sort(sm.begin(), sm.end());
+        printf("segments of %7d B  copy engine %.3f  SMs (16 x 512) %.3f  of contiguous (median of 9 rounds, range %.3f-%.3f / %.3f-%.3f)\n",
+               w, ce[4], sm[4], ce[0], ce[8], sm[0], sm[8]);
+    }
+    return 0;
+}
+
 int main(int argc, char** argv) {
+    if (argc > 1 && std::string(argv[1]) == "tlp") return tlp_probe();
     size_t bytes = (size_t)NB * BLOCK;
     int gpu_blocks = NB * 2;
     char* gpu; CK(cudaMalloc(&gpu, (size_t)gpu_blocks * BLOCK));
