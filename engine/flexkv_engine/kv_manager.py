@@ -36,9 +36,10 @@ from .core.paths import (
     SSD_READ,
     SSD_WRITE,
 )
+from .core.ssd_ios import blocks_per_io, count_ios
 from .layout import KVLayout
 from .metrics import Metrics
-from .planning import build_planner
+from .planning import build_planner, ssd_max_file_size
 from .storage.host_pool import GpuKVCache, HostPool
 from .trace import RequestRecord
 from .transfer.protocol import Done, Job, Mover
@@ -47,9 +48,10 @@ from .transfer.torch_copy import TorchCopyMover
 log = logging.getLogger("flexkv_engine")
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
 _REMOTE_PATHS = (REMOTE_READ, REMOTE_WRITE)
+_SSD_PATHS = (SSD_READ, SSD_WRITE)
 # Paths whose movers get the blocks' keys: the remote store names objects by key, the
 # SSD path records them in its slot table.
-_KEYED_PATHS = (*_REMOTE_PATHS, SSD_READ, SSD_WRITE)
+_KEYED_PATHS = (*_REMOTE_PATHS, *_SSD_PATHS)
 
 
 @dataclass
@@ -138,6 +140,7 @@ class KVManager:
         self._cond = threading.Condition(self._lock)
         self._requests: dict[int, _Request] = {}
         self._jobs: dict[int, tuple[_Request, TransferOp, float]] = {}
+        self._job_ios: dict[int, int] = {}  # traced SSD jobs: their I/O count
         self._request_ids = itertools.count(1)
         self._job_ids = itertools.count(1)
         self._closing = False
@@ -170,9 +173,9 @@ class KVManager:
         from .storage.ssd_table import SlotTable
         from .transfer.ssd import SsdMover
 
-        max_file = None if cache.max_file_size_gb < 0 else int(cache.max_file_size_gb * 2**30)
         self.ssd_files = SsdFiles.create(
-            cache.ssd_cache_dir, cache.num_ssd_blocks, self.layout.stride, max_file_size=max_file
+            cache.ssd_cache_dir, cache.num_ssd_blocks, self.layout.stride,
+            max_file_size=ssd_max_file_size(cache),
         )
         table = SlotTable.open(self.ssd_files)
         try:
@@ -417,21 +420,44 @@ class KVManager:
             job_id = next(self._job_ids)
             assert src is not None and dst is not None
             self._jobs[job_id] = (req, op, time.perf_counter())
+            if self.tracer is not None and op.path in _SSD_PATHS:
+                self._job_ios[job_id] = self._count_ios(op.path, src, dst)
             req.in_flight.add(job_id)
             keys = graph.keys[op.start : op.end] if op.path in _KEYED_PATHS else ()
             parent = graph.keys[op.start - 1] if keys and op.start else None
             self._movers[op.path].submit(Job(job_id, op.path, src, dst, keys, parent))
 
+    def _count_ios(self, path: str, src: Sequence[int], dst: Sequence[int]) -> int:
+        files = self.ssd_files
+        assert files is not None
+        ssd, host = (dst, src) if path == SSD_WRITE else (src, dst)
+        return count_ios(ssd, host, files.nfiles, blocks_per_io(files.stride))
+
     def _poll_loop(self, mover: Mover) -> None:
         while True:
-            for done in mover.poll(timeout=0.05):
+            try:
+                finished = mover.poll(timeout=0.05)
+            except Exception as exc:  # a broken mover fails its ops rather than hang them
+                log.exception("the %s mover failed while polling", "/".join(mover.paths))
+                finished = self._lost(mover, f"{'/'.join(mover.paths)} mover failed: {exc!r}")
+                time.sleep(0.05)
+            for done in finished:
                 self._on_done(done)
             with self._lock:
                 if self._closing and not self._jobs:
                     return
 
+    def _lost(self, mover: Mover, error: str) -> list[Done]:
+        """A failure for each job in flight on ``mover``; its own later reports of them
+        are then ignored."""
+        with self._lock:
+            return [Done(job_id, False, error, 0, 0.0, 0.0)
+                    for job_id, (_, op, _) in self._jobs.items() if op.path in mover.paths]
+
     def _on_done(self, done: Done) -> None:
         with self._lock:
+            if done.job_id not in self._jobs:
+                return  # already failed by _lost
             req, op, submitted = self._jobs.pop(done.job_id)
             req.in_flight.discard(done.job_id)
             if not done.ok:
@@ -455,7 +481,8 @@ class KVManager:
                     # on them. An unreachable store names no bad block: nothing is dropped.
                     self.planner.invalidate_source(op, op.start + done.first_bad)
             if self.tracer is not None:
-                self.tracer.transfer(req.trace_id, op, done, submitted)
+                ios = self._job_ios.pop(done.job_id, 0)
+                self.tracer.transfer(req.trace_id, op, done, submitted, ios)
             if self.metrics is not None:
                 self.metrics.transfer_done(op.path, done)
             self.planner.complete(req.graph, op, ok=done.ok)

@@ -11,6 +11,19 @@ from .core.index import TierIndex
 from .core.paths import CPU, REMOTE, SSD
 from .core.planner import Planner
 from .core.policies import make_policy
+from .core.ssd_ios import num_files
+
+
+def ssd_max_file_size(cache: CacheConfig) -> int | None:
+    """``max_file_size_gb`` in bytes (None: unbounded)."""
+    return None if cache.max_file_size_gb < 0 else int(cache.max_file_size_gb * 2**30)
+
+
+def ssd_num_files(cache: CacheConfig, stride: int) -> int:
+    """How many files the SSD tier of a resolved config stripes its blocks over."""
+    return num_files(
+        len(cache.ssd_cache_dir), cache.num_ssd_blocks or 0, stride, ssd_max_file_size(cache)
+    )
 
 
 def tier_capacities(cache: CacheConfig) -> dict[str, int]:

@@ -58,11 +58,14 @@ class Tracer:
             latency_s=result.latency_s, ttft_s=None, ok=result.status == "done",
         ))
 
-    def transfer(self, trace_id: str, op: Any, done: Any, submitted: float) -> None:
+    def transfer(
+        self, trace_id: str, op: Any, done: Any, submitted: float, ios: int = 0
+    ) -> None:
+        """One finished op; ``ios``: an SSD op's I/O count (0: not counted)."""
         self.write(TransferRecord(
             request_id=trace_id, op_id=op.op_id, path=op.path, num_bytes=done.num_bytes,
             num_blocks=op.blocks, t_submit=self.elapsed(submitted), queue_s=done.queue_s,
-            transfer_s=done.transfer_s, deps=tuple(op.deps),
+            transfer_s=done.transfer_s, deps=tuple(op.deps), ios=ios,
         ))
 
     def close(self) -> None:

@@ -31,13 +31,14 @@ def calibrate(sources: tuple[str, ...], output: str) -> None:
     doc, fits = fit([load_run(source) for source in sources])
     Path(output).write_text(yaml.safe_dump(doc, sort_keys=False))
     click.echo(f"{'path':<13}{'ops':>7}{'used':>7}{'overhead':>13}{'bandwidth':>14}"
-               f"{'h (qd)':>8}{'jitter':>8}{'R^2':>8}{'median err':>12}")
+               f"{'per I/O':>11}{'h (qd)':>8}{'jitter':>8}{'R^2':>8}{'median err':>12}")
     for f in fits:
         half = "-" if f.half_bandwidth_queue_depth is None else (
             f"{f.half_bandwidth_queue_depth:.2f}" if f.queue_depth_identified else "n/a")
+        per_io = "-" if f.per_io_s is None else f"{f.per_io_s * 1e6:.1f} us"
         click.echo(f"{f.path:<13}{f.ops:>7}{f.used:>7}{f.overhead_s * 1e6:>10.1f} us"
-                   f"{f.bandwidth / 1e9:>9.3f} GB/s{half:>8}{f.jitter:>8.3f}{f.r2:>8.3f}"
-                   f"{f.median_rel_err:>11.1%}")
+                   f"{f.bandwidth / 1e9:>9.3f} GB/s{per_io:>11}{half:>8}{f.jitter:>8.3f}"
+                   f"{f.r2:>8.3f}{f.median_rel_err:>11.1%}")
     click.echo(f"match {doc['match'] * 1e6:.1f} us; profile written to {output}")
 
 

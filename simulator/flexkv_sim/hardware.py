@@ -6,8 +6,9 @@ an SSD profile plus a network profile is the usual set, and a small file that se
 keys (a calibration) can go last. Every number may carry a unit (``53GB/s``, ``8us``)
 and names its source under ``sources``.
 
-Transfer time of one op = fixed overhead + per-copy overhead x copies + bytes / bandwidth,
-where concurrent ops on one link share its bandwidth (see :mod:`flexkv_sim.devices`),
+Transfer time of one op = fixed overhead + per-copy overhead x copies + bytes / bandwidth
+(an SSD op's copies are its I/Os, at ``per_io`` each), where concurrent ops on one link
+share its bandwidth (see :mod:`flexkv_sim.devices`),
 times a per-op factor of median 1 when the curve has ``jitter`` (a fitted spread).
 """
 
@@ -88,18 +89,23 @@ class SsdCurve:
     flight, so alone it takes ``overhead + bytes / bandwidth * (1 + h / q)``: the link
     runs at the queue-depth-``Q`` bandwidth (:meth:`curve`) and an op of ``n < Q``
     blocks adds :meth:`idle_slot_s` for each of the ``Q - n`` slots it leaves empty.
+    ``per_io_s``: the cost of each I/O the op's blocks merge into (blocks next to each
+    other in a file and in the host pool share one, :mod:`flexkv_engine.core.ssd_ios`).
     """
 
     overhead_s: float = 0.0
     bandwidth: float = 1e12
     half_bandwidth_queue_depth: float = 0.0
     jitter: float = 0.0
+    per_io_s: float = 0.0
 
     def curve(self, queue_depth: int) -> Curve:
+        """The link's curve at queue depth ``queue_depth``; ``copies`` are its I/Os."""
         q = max(queue_depth, 1)
         return Curve(
             self.overhead_s,
             self.bandwidth * q / (q + self.half_bandwidth_queue_depth),
+            per_copy_s=self.per_io_s,
             jitter=self.jitter,
         )
 
@@ -307,6 +313,7 @@ def _queue_depth(value: object, what: str) -> float:
 _PARSERS: dict[str, tuple[str, Callable[[object, str], float]]] = {
     "overhead": ("overhead_s", parse_duration),
     "per_copy": ("per_copy_s", parse_duration),
+    "per_io": ("per_io_s", parse_duration),
     "bandwidth": ("bandwidth", _positive_rate),
     "half_bandwidth_queue_depth": ("half_bandwidth_queue_depth", _queue_depth),
     "jitter": ("jitter", _jitter),

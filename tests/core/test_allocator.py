@@ -55,3 +55,10 @@ def test_used_plus_free_is_capacity_and_ids_are_unique(steps) -> None:
 )
 def test_eviction_target_follows_flexkv_rule(used, need, ratio, threshold, expected) -> None:
     assert eviction_target(10, used, need, ratio, threshold) == expected
+
+
+def test_taking_every_free_id_still_hands_them_out_lowest_first() -> None:
+    alloc = BlockAllocator(6)
+    assert alloc.allocate(6) == [0, 1, 2, 3, 4, 5]
+    alloc.release([5, 2, 4])
+    assert alloc.allocate(3) == [2, 4, 5]  # consecutive ids stay consecutive: one SSD I/O

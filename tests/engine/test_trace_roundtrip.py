@@ -283,7 +283,7 @@ def test_json_of_written_lines_matches_the_schema_names(tmp_path: Path) -> None:
     header = TraceHeader(SCHEMA_VERSION, "flexkv-run", 16)
     records: list[Any] = [
         OutcomeRecord("r17", "get", 0.25, {"cpu": 3, "ssd": 2}, 1.2e-05, 0.0031, None),
-        TransferRecord("r17", 3, "ssd_read", 4194304, 2, 0.2501, 0.0001, 0.0008, (1,)),
+        TransferRecord("r17", 3, "ssd_read", 4194304, 2, 0.2501, 0.0001, 0.0008, (1,), 1),
     ]
     write(path, header, records)
     outcome, transfer = (json.loads(line) for line in path.read_text().splitlines()[1:])
@@ -295,4 +295,5 @@ def test_json_of_written_lines_matches_the_schema_names(tmp_path: Path) -> None:
     assert transfer == {
         "type": "transfer", "id": "r17", "op_id": 3, "path": "ssd_read", "bytes": 4194304,
         "blocks": 2, "t_submit": 0.2501, "queue_s": 0.0001, "transfer_s": 0.0008, "deps": [1],
+        "ios": 1,
     }  # fmt: skip

@@ -103,9 +103,12 @@ def test_calibrate_without_transfers_is_a_clear_error(tmp_path) -> None:
 
 
 def noisy_ops(
-    seed, *, overhead, bandwidth, sigma, block=1 << 17, queue_depth=16, half_qd=0.0, outliers=0.05
+    seed, *, overhead, bandwidth, sigma, block=1 << 17, queue_depth=16, half_qd=0.0,
+    outliers=0.05, per_io=None,
 ):
-    """Ops of 1..600 blocks timed by the profile's model, log-normal noise and a few bursts."""
+    """Ops of 1..600 blocks timed by the profile's model, log-normal noise and a few bursts.
+    With ``per_io``, each op's blocks merge into a random number of I/Os, each costing
+    ``per_io`` seconds, and the samples carry that count."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -114,9 +117,10 @@ def noisy_ops(
     out = []
     for n in blocks:
         q = min(n, queue_depth)
-        t = overhead + n * block / bandwidth * (1 + half_qd / q)
+        ios = int(rng.integers(-(-n // 8), n + 1)) if per_io is not None else 0
+        t = overhead + n * block / bandwidth * (1 + half_qd / q) + ios * (per_io or 0.0)
         t *= rng.lognormal(0.0, sigma) * (5.0 if rng.random() < outliers else 1.0)
-        out.append(OpSample(int(n * block), int(n), queue_depth, float(t)))
+        out.append(OpSample(int(n * block), int(n), queue_depth, float(t), ios))
     return out
 
 
@@ -137,6 +141,18 @@ def test_ssd_queue_depth_term_comes_from_runs_at_different_depths() -> None:
     assert fit.bandwidth == pytest.approx(2e9, rel=0.1)
     one = fit_curve(deep, ssd=True)  # one depth: that depth's curve, no queue-depth term
     assert not one.qd_identified and one.half_qd == 0.0
+
+
+def test_ssd_per_io_cost_comes_from_how_well_each_op_merged() -> None:
+    model = {"overhead": 3e-4, "bandwidth": 1.5e9, "sigma": 0.05, "outliers": 0.02}
+    fit = fit_curve(noisy_ops(4, per_io=40e-6, **model), ssd=True)
+    assert fit.per_io_s == pytest.approx(40e-6, rel=0.15)
+    assert fit.bandwidth == pytest.approx(1.5e9, rel=0.1)
+    assert fit.overhead_s == pytest.approx(3e-4, rel=0.3)
+    # Ops without I/O counts (older traces): no per-I/O term, said so.
+    assert fit_curve(noisy_ops(4, **model), ssd=True).per_io_s is None
+    # PCIe paths never get one.
+    assert fit_curve(noisy_ops(4, per_io=40e-6, **model), ssd=False).per_io_s is None
 
 
 def test_alone_times_undo_sharing_and_queueing() -> None:

@@ -235,6 +235,24 @@ def test_jitter_is_an_optional_curve_key(tmp_path):
         load_profiles([str(path)])
 
 
+def test_an_ssd_op_pays_per_io_for_each_io_its_blocks_merged_into(tmp_path):
+    path = tmp_path / "io.yaml"
+    path.write_text("schema_version: 1\nssd: {read: {overhead: 1ms, bandwidth: 1GB/s, "
+                    "per_io: 25us}}\n")
+    profile = load_profiles([str(path)])
+    assert profile.ssd_read.per_io_s == pytest.approx(25e-6)
+    assert profile.ssd_write.per_io_s == 0.0
+    curve = profile.ssd_read.curve(16)
+    # 8 blocks of 128 KiB as 8 I/Os, or merged into 1: 7 x 25 us apart
+    assert curve.time(1 << 20, 8) - curve.time(1 << 20, 1) == pytest.approx(7 * 25e-6)
+    path.write_text("schema_version: 1\nssd: {write: {per_io: fast}}\n")
+    with pytest.raises(ProfileError, match=r"ssd\.write\.per_io"):
+        load_profiles([str(path)])
+    path.write_text("schema_version: 1\npcie: {h2d: {sm: {per_io: 1us}}}\n")
+    with pytest.raises(ProfileError, match="unknown key"):
+        load_profiles([str(path)])
+
+
 def test_an_op_below_the_queue_depth_pays_for_its_empty_slots():
     ssd = SsdCurve(overhead_s=0.0, bandwidth=8e9, half_bandwidth_queue_depth=8)
     block = 1 << 20

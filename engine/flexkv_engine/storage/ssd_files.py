@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.ssd_ios import num_files
+
 log = logging.getLogger(__name__)
 
 MARKER = ".flexkv-twin-ssd"
@@ -93,16 +95,11 @@ def _plan(ndirs: int, num_blocks: int, stride: int, max_file_size: int | None) -
         raise SsdFilesError(f"num_blocks must be >= 1, got {num_blocks}")
     if stride < ALIGN or stride % ALIGN:
         raise SsdFilesError(f"stride must be a positive multiple of {ALIGN}, got {stride}")
-    if max_file_size is None or max_file_size <= 0:
-        per_dir = 1
-    else:
-        blocks_per_file = max_file_size // stride
-        if blocks_per_file < 1:
-            raise SsdFilesError(
-                f"max_file_size {max_file_size} is smaller than one block ({stride} bytes)"
-            )
-        per_dir = max(1, -(-num_blocks // (ndirs * blocks_per_file)))
-    return _Geometry(stride, num_blocks, ndirs * per_dir, ndirs)
+    if max_file_size is not None and 0 < max_file_size < stride:
+        raise SsdFilesError(
+            f"max_file_size {max_file_size} is smaller than one block ({stride} bytes)"
+        )
+    return _Geometry(stride, num_blocks, num_files(ndirs, num_blocks, stride, max_file_size), ndirs)
 
 
 def mount_info(path: str | os.PathLike[str]) -> tuple[str, str, str] | None:

@@ -43,11 +43,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ..core.ssd_ios import MAX_IO_BYTES
 from .ssd_files import ALIGN, SsdFiles
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_IO_BYTES = 1 << 20
+DEFAULT_MAX_IO_BYTES = MAX_IO_BYTES
 """Merge adjacent blocks into I/Os up to this size (a block larger than this is one I/O)."""
 BACKENDS = ("auto", "io_uring", "threads")
 _MAX_THREADS = 32

@@ -82,6 +82,7 @@ class TransferRecord:
     queue_s: float
     transfer_s: float
     deps: tuple[int, ...] = ()
+    ios: int = 0  # SSD ops: the I/Os their blocks merged into; 0 where not counted
 
 
 #: Anything a reader yields: the three typed records, or a pacing/extension dict.

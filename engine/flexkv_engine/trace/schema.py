@@ -136,6 +136,7 @@ def decode_transfer(obj: dict[str, Any], tokens_per_block: int) -> TransferRecor
         f.seconds(obj, "queue_s"),
         f.seconds(obj, "transfer_s"),
         tuple(deps),
+        f.count(obj, "ios") if "ios" in obj else 0,
     )
 
 
@@ -231,6 +232,7 @@ def _encode_transfer(r: TransferRecord) -> dict[str, Any]:
         "queue_s": float(r.queue_s),
         "transfer_s": float(r.transfer_s),
         "deps": list(r.deps),
+        "ios": r.ios,
     }
 
 

@@ -9,14 +9,17 @@ as its own latency only when it waited for no other op of the path; an op that w
 gets the path's median dispatch latency instead, since the wait is contention that the
 twin's sharing produces itself.
 
-``fit_curve``: ``time = (overhead + bytes / bandwidth [+ SSD queue term]) x noise``,
-with multiplicative noise of median 1. Estimated by iteratively reweighted least squares
-on relative residuals (weights ``1 / predicted^2``, so a 1 ms op counts as much as a
-100 ms one) with Huber weights on the log residuals (ops further than 1.5 robust
-standard deviations out count less: a neighbour's I/O burst on a shared machine does
-not drag the curve), coefficients kept >= 0, and the curve scaled so that the median
-ratio of measured to predicted is 1. ``jitter`` is the robust standard deviation
-(1.4826 x MAD) of the log residuals: the op-to-op spread the twin draws from.
+``fit_curve``: ``time = (overhead + bytes / bandwidth [+ per-I/O term] [+ SSD queue
+term]) x noise``, with multiplicative noise of median 1. The per-I/O term (SSD paths
+whose records count their I/Os) is ``per_io x ios``: blocks that merge into fewer,
+larger I/Os cost less, and since merging varies from op to op, one run identifies it.
+Estimated by iteratively reweighted least squares on relative residuals (weights ``1 /
+predicted^2``, so a 1 ms op counts as much as a 100 ms one) with Huber weights on the
+log residuals (ops further than 1.5 robust standard deviations out count less: a
+neighbour's I/O burst on a shared machine does not drag the curve), coefficients kept >=
+0, and the curve scaled so that the median ratio of measured to predicted is 1.
+``jitter`` is the robust standard deviation (1.4826 x MAD) of the log residuals: the op-
+to-op spread the twin draws from.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class OpSample:
     blocks: int
     queue_depth: int
     alone_s: float
+    ios: int = 0  # SSD ops: the I/Os their blocks merged into (0: not recorded)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class CurveFit:
     bandwidth: float  # bytes/s; for SSD the peak, derated by queue depth with ``half_qd``
     half_qd: float  # SSD: half_bandwidth_queue_depth (0 when not fitted or not found)
     qd_identified: bool  # ops at two or more queue depths
+    per_io_s: float | None  # SSD: seconds per I/O; None when the ops carry no I/O counts
     jitter: float
     inliers: int  # ops with full Huber weight
     r2: float  # of the predicted times, over all ops
@@ -120,10 +125,16 @@ def fit_curve(samples: list[OpSample], *, ssd: bool) -> CurveFit:
     blocks = np.maximum(np.array([s.blocks for s in samples], dtype=float), 1.0)
     qd = np.maximum(np.array([s.queue_depth for s in samples], dtype=float), 1.0)
     keep = y > 0
-    y, x, blocks, qd = y[keep], x[keep], blocks[keep], qd[keep]
+    ios = np.array([s.ios for s in samples], dtype=float)
+    y, x, blocks, qd, ios = y[keep], x[keep], blocks[keep], qd[keep], ios[keep]
     if y.size == 0:
-        return CurveFit(0.0, 1e12, 0.0, False, 0.0, 0, 0.0, 0.0)
+        return CurveFit(0.0, 1e12, 0.0, False, None, 0.0, 0, 0.0, 0.0)
     columns = [np.ones_like(x), x]
+    # Per I/O: only where every op counted its I/Os and ops differ in blocks per I/O
+    # (else the term is the per-byte term again).
+    per_io_fitted = ssd and bool((ios > 0).all()) and len(set((blocks / ios).tolist())) > 1
+    if per_io_fitted:
+        columns.append(ios)
     # SSD: q = min(blocks, queue depth) I/Os in flight; time = a + x/B + (h/B) x/q. Only
     # runs at different queue depths identify h: within one run the ops below the depth
     # differ from the others in size too, and whatever else varies with op size (I/O
@@ -132,6 +143,8 @@ def fit_curve(samples: list[OpSample], *, ssd: bool) -> CurveFit:
     identified = ssd and len(depths) >= 2
     if identified:
         columns.append(x / np.minimum(blocks, qd))
+    names = ["overhead", "per_byte", *(["per_io"] if per_io_fitted else []),
+             *(["queue"] if identified else [])]
     design = np.column_stack(columns)
     if len(set(x.tolist())) < 2:  # one size only: no slope to fit, time is a latency
         design = design[:, :1]
@@ -148,8 +161,9 @@ def fit_curve(samples: list[OpSample], *, ssd: bool) -> CurveFit:
     pred = np.maximum(design @ beta, 1e-12)
     resid = np.log(y / pred)
     jitter = MAD_TO_SIGMA * float(np.median(np.abs(resid - np.median(resid))))
-    coef = list(beta) + [0.0] * (3 - len(beta))
-    overhead, per_byte, queue_term = coef[0], coef[1], coef[2]
+    coef = dict.fromkeys(("overhead", "per_byte", "per_io", "queue"), 0.0)
+    coef.update(zip(names, (float(b) for b in beta), strict=False))
+    overhead, per_byte, queue_term = coef["overhead"], coef["per_byte"], coef["queue"]
     bandwidth = 1.0 / per_byte if per_byte > 0 else 1e12
     half_qd = queue_term / per_byte if per_byte > 0 else 0.0
     ss_res = float(((y - pred) ** 2).sum())
@@ -159,6 +173,7 @@ def fit_curve(samples: list[OpSample], *, ssd: bool) -> CurveFit:
         bandwidth=float(bandwidth),
         half_qd=float(half_qd),
         qd_identified=identified,
+        per_io_s=coef["per_io"] if per_io_fitted else None,
         jitter=jitter,
         inliers=int((np.abs(resid - np.median(resid)) <= HUBER_K * (jitter or 1e-6)).sum()),
         r2=1.0 - ss_res / ss_tot,

@@ -6,15 +6,19 @@ Method (stated so a reader can check it), per path, over every op of every run g
    as the twin's processor sharing would do it, and waiting behind another op of the
    path is replaced by the path's dispatch latency (:func:`.estimate.alone_times`).
 2. The curve ``time = overhead + bytes / bandwidth``, and for SSD paths the queue-depth
-   term of the profile: an op of ``n`` blocks at queue depth ``Q`` keeps ``q = min(n, Q)``
-   I/Os in flight and moves at ``bandwidth x q / (q + half_bandwidth_queue_depth)``, so
-   ``time = overhead + bytes / bandwidth + (h / bandwidth) x bytes / q`` (one I/O per
-   block). ``h`` is identified only across runs at different queue depths (within one
-   run, ops below the depth are also the small ones, so size effects would pass for
-   queueing); from runs at one depth the curve is that depth's and ``h`` is 0, and the
-   fit says so. Multiplicative noise of median 1, fitted by
-   robust iteratively reweighted least squares on relative errors
-   (:func:`.estimate.fit_curve`); the noise's log-normal sigma is the curve's ``jitter``.
+   term of the profile: an op of ``n`` blocks at queue depth ``Q`` keeps ``q = min(n,
+   Q)`` I/Os in flight and moves at ``bandwidth x q / (q +
+   half_bandwidth_queue_depth)``, so ``time = overhead + bytes / bandwidth + (h /
+   bandwidth) x bytes / q`` (one I/O per block), plus ``per_io x ios`` where the records
+   count each op's I/Os (blocks next to each other in a file and in the host pool merge
+   into one; how well they merge varies from op to op, so one run identifies the term,
+   and the twin counts the I/Os of the ops it predicts by the same rule). ``h`` is
+   identified only across runs at different queue depths (within one run, ops below the
+   depth are also the small ones, so size effects would pass for queueing); from runs at
+   one depth the curve is that depth's and ``h`` is 0, and the fit says so.
+   Multiplicative noise of median 1, fitted by robust iteratively reweighted least
+   squares on relative errors (:func:`.estimate.fit_curve`); the noise's log-normal
+   sigma is the curve's ``jitter``.
 3. The hand-off between dependent ops (a completion handled, the next op dispatched),
    the median gap between an op's end and its dependent's submission, is added to every
    op's overhead. GET planning (``match``) is the median latency of GETs that moved
@@ -82,6 +86,7 @@ class PathFit:
     jitter: float = 0.0
     half_bandwidth_queue_depth: float | None = None  # SSD paths only
     queue_depth_identified: bool = False
+    per_io_s: float | None = None  # SSD paths whose records count their I/Os
 
 
 def load_run(source: str | Path) -> RunData:
@@ -126,7 +131,8 @@ def _samples(run: RunData) -> dict[str, list[OpSample]]:
     for path, recs in by_path.items():
         alone = alone_times([(r.t_submit, r.queue_s, r.transfer_s) for r in recs])
         out[path] = [
-            OpSample(r.num_bytes, r.num_blocks, qd, t) for r, t in zip(recs, alone, strict=True)
+            OpSample(r.num_bytes, r.num_blocks, qd, t, r.ios)
+            for r, t in zip(recs, alone, strict=True)
         ]
     return out
 
@@ -160,6 +166,7 @@ def _path_fit(path: str, samples: list[OpSample], gap: float) -> PathFit:
         f.jitter,
         f.half_qd if path in SSD_PATHS else None,
         f.qd_identified,
+        f.per_io_s,
     )
 
 
@@ -169,6 +176,11 @@ def _method(f: PathFit, runs: int) -> str:
         f"({f.used} at full weight); jitter = sigma of the log residuals"
     )
     if f.half_bandwidth_queue_depth is not None:
+        text += (
+            "; per-I/O cost from the I/O counts of its ops"
+            if f.per_io_s is not None
+            else "; ops without I/O counts, so no per-I/O cost"
+        )
         text += (
             "; queue-depth term from runs at different queue depths"
             if f.queue_depth_identified
@@ -274,6 +286,7 @@ def calibrate(runs: RunData | Sequence[RunData]) -> tuple[dict[str, Any], list[P
                 "overhead": f.overhead_s,
                 "bandwidth": f.bandwidth,
                 "half_bandwidth_queue_depth": f.half_bandwidth_queue_depth or 0.0,
+                "per_io": f.per_io_s or 0.0,
                 "jitter": f.jitter,
             }
             doc["sources"][f"ssd.{kind}"] = _method(f, len(runs))

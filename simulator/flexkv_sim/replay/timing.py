@@ -34,8 +34,10 @@ from flexkv_engine.core.paths import (
     SSD_WRITE,
 )
 from flexkv_engine.core.planner import Planner
+from flexkv_engine.core.ssd_ios import blocks_per_io, count_ios
 from flexkv_engine.gpu_cache import GpuPrefixCache
-from flexkv_engine.planning import build_planner
+from flexkv_engine.layout import KVLayout
+from flexkv_engine.planning import build_planner, ssd_num_files
 from flexkv_engine.replay_input import ReplayInput
 from flexkv_engine.trace import TransferRecord
 
@@ -92,7 +94,11 @@ class TimingModel:
         config = inp.config
         cache = config.cache_config
         self.env = env = env if env is not None else simpy.Environment()
-        self.planner = build_planner(cache, track_ids=False)  # the twin moves no bytes
+        # The twin moves no bytes; it keeps block ids only to count the I/Os of SSD ops
+        # when the profile charges them.
+        per_io = profile.ssd_read.per_io_s > 0 or profile.ssd_write.per_io_s > 0
+        self.count_ios = per_io and bool(cache.enable_ssd)
+        self.planner = build_planner(cache, track_ids=self.count_ios)
         if store is None:
             store = StoreModel.for_config(config)
         self.store = store if self.planner.remote is not None else None
@@ -119,8 +125,11 @@ class TimingModel:
             link.queue_depth, link.io_bytes = max(qd, 1), self.block_bytes
             link.per_idle_slot_s = ssd.idle_slot_s(qd, self.block_bytes)
         self.links = links
+        stride = KVLayout.from_model(config.model_config, self.tpb).stride
+        self.ssd_files = ssd_num_files(cache, stride) if cache.enable_ssd else 1
+        self.ssd_per_io = blocks_per_io(stride)
         # Per-copy costs: copy-engine paths copy whole blocks one by one (after a gather
-        # on the GPU); the remote store moves one object per block.
+        # on the GPU); the remote store moves one object per block; SSD ops: _copies.
         self.copies_per_block = {
             H2D: 1 if cache.use_ce_transfer_h2d else 0,
             D2H: 1 if cache.use_ce_transfer_d2h else 0,
@@ -140,21 +149,32 @@ class TimingModel:
         """``then``, after appending ``op``'s record (it starts moving now)."""
         start, log, nbytes = self.env.now, self.transfers, op.blocks * self.block_bytes
         assert log is not None
+        ios = self._copies(op) if self.count_ios and op.path in (SSD_READ, SSD_WRITE) else 0
 
         def ended() -> None:
             log.append(TransferRecord(
                 request_id=graph.request_id, op_id=op.op_id, path=op.path, num_bytes=nbytes,
                 num_blocks=op.blocks, t_submit=start, queue_s=0.0,
-                transfer_s=self.env.now - start, deps=tuple(op.deps),
+                transfer_s=self.env.now - start, deps=tuple(op.deps), ios=ios,
             ))
             then()
 
         return ended
 
+    def _copies(self, op: TransferOp) -> int:
+        """Per-copy costs an op pays: an SSD op's I/Os (when block ids are kept), one
+        per block on paths that copy blocks one by one, else one."""
+        if op.path in (SSD_READ, SSD_WRITE) and self.count_ios:
+            src, dst = self.planner.block_ids(op)
+            ssd, host = (dst, src) if op.path == SSD_WRITE else (src, dst)
+            assert ssd is not None and host is not None
+            return count_ios(ssd, host, self.ssd_files, self.ssd_per_io)
+        return max(1, op.blocks * self.copies_per_block.get(op.path, 0))
+
     # -- transfer graphs -----------------------------------------------------------------
     def execute(self, graph: TransferGraph, then: Callable[[], None]) -> None:
         """Run ``graph``'s ops on the links as their dependencies allow, then call ``then``."""
-        links, block_bytes, copies_per_block = self.links, self.block_bytes, self.copies_per_block
+        links, block_bytes = self.links, self.block_bytes
         complete = self.planner.complete
         if len(graph.ops) == 1:  # the common case: no dependencies to follow
             only = graph.ops[0]
@@ -165,7 +185,7 @@ class TimingModel:
                     record_writes(graph, self.store, only)
                 then()
 
-            copies = max(1, only.blocks * copies_per_block.get(only.path, 0))
+            copies = self._copies(only)
             links[only.path].transfer(
                 only.blocks * block_bytes, copies,
                 single if self.transfers is None else self._recorded(graph, only, single),
@@ -175,7 +195,7 @@ class TimingModel:
 
         def start(op: TransferOp) -> None:
             started.add(op.op_id)
-            copies = max(1, op.blocks * copies_per_block.get(op.path, 0))
+            copies = self._copies(op)
             def ended() -> None:
                 done(op)
 

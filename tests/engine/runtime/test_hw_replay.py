@@ -88,6 +88,32 @@ def check_agreement(workload, tmp_path, extra, *, with_ssd: bool, with_remote: b
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["hit_rate"] == summary["hit_rate"]
     assert '"type":"transfer"' in (out / "trace.jsonl").read_text()
+    if with_ssd:
+        check_ssd_ios_agree(workload, out, extra, tmp_path)
+
+
+def check_ssd_ios_agree(workload, out, extra, tmp_path) -> None:
+    """The twin counts the same I/Os for each SSD op as the engine traced (a profile
+    with a per-I/O cost makes it keep block ids and count them)."""
+    from flexkv_engine.trace import TransferRecord, read_trace
+    from flexkv_sim.hardware import load_profiles
+    from flexkv_sim.replay.timing import replay_timing
+
+    profile = tmp_path / "per-io.yaml"
+    profile.write_text("schema_version: 1\nssd:\n  read: {per_io: 20us}\n  write: {per_io: 20us}\n")
+    ssd = ("ssd_read", "ssd_write")
+    engine = sorted((r.request_id, r.op_id, r.path, r.num_blocks, r.ios)
+                    for r in read_trace(out / "trace.jsonl")
+                    if isinstance(r, TransferRecord) and r.path in ssd)
+    twin = replay_timing(prepare_replay(workload, overrides=[*TINY, *extra]),
+                         load_profiles(["ci-cpu", str(profile)]), speed="max",
+                         progress=False, record_transfers=True)
+    assert twin.transfers is not None
+    predicted = sorted((r.request_id, r.op_id, r.path, r.num_blocks, r.ios)
+                       for r in twin.transfers if r.path in ssd)
+    assert predicted == engine
+    assert all(0 < ios <= blocks for *_, blocks, ios in engine)
+    assert sum(ios for *_, ios in engine) < sum(blocks for *_, blocks, _ in engine)  # merged
 
 
 def test_corrupted_cpu_block_is_reported_with_block_and_tier(workload) -> None:

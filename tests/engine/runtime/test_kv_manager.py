@@ -102,3 +102,38 @@ def test_bad_gpu_ids_are_refused() -> None:
             kv.get_async([1, 2], [0, 9])
         with pytest.raises(ValueError, match="only 1 GPU block ids"):
             kv.put_async([1, 2], [0])
+
+
+@pytest.mark.faults
+def test_a_mover_that_fails_to_poll_fails_its_ops_instead_of_hanging() -> None:
+    from flexkv_engine.core.paths import D2H
+
+    with manager() as kv:
+        mover = kv._movers[D2H]
+        real_submit, real_poll = mover.submit, mover.poll
+        armed, held = threading.Event(), []
+
+        def submit(job):  # the device takes the job, then its mover breaks
+            held.append(job)
+            armed.set()
+
+        def poll(timeout=0.0):
+            if armed.is_set():
+                armed.clear()
+                mover.submit = real_submit
+                raise RuntimeError("device lost")
+            return real_poll(timeout)
+
+        mover.submit, mover.poll = submit, poll
+        rid = kv.put_async([1, 2, 3], [0, 1, 2])
+        result = kv.wait([rid], timeout=10)[rid]
+        assert result.status == "failed"
+        assert any("mover failed" in e and "device lost" in e for e in result.errors)
+        # A late report of that job is ignored; the next ops run as usual.
+        from flexkv_engine.transfer.protocol import Done
+
+        kv._on_done(Done(held[0].job_id, True, None, 0, 0.0, 0.0))
+        rid = kv.put_async([4, 5], [3, 4])
+        assert kv.wait([rid], timeout=10)[rid].status == "done"
+        rid = kv.get_async([4, 5], [8, 9])
+        assert kv.wait([rid], timeout=10)[rid].hit_blocks["cpu"] == 2

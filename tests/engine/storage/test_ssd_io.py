@@ -330,3 +330,30 @@ def test_open_accepts_a_host_pool_object(disk_dir: Path, prefer: str) -> None:
     backend.close()
     with pytest.raises(ValueError, match="contradict"):
         open_ssd_backend(files, pool, 2 * STRIDE, queue_depth=4, prefer="threads")
+
+
+def test_the_core_merge_rule_counts_the_ios_the_backend_plans(disk_dir: Path) -> None:
+    """``core.ssd_ios.count_ios`` (what the engine traces and the twin charges) agrees
+    with the backend's own I/O plan, over several files and the merge limit."""
+    import random
+
+    from flexkv_engine.core.ssd_ios import blocks_per_io, count_ios
+    from flexkv_engine.storage.ssd_io import plan_ios
+
+    stride = 8192
+    rng = random.Random(5)
+    for dirs, max_file in ((1, None), (3, None), (2, 100 * stride)):
+        paths = [str(disk_dir / f"{dirs}-{i}") for i in range(dirs)]
+        with SsdFiles.create(paths, 600, stride, max_file_size=max_file) as files:
+            assert files.nfiles == (dirs if max_file is None else 6)
+            step = files.nfiles
+            for max_io in (stride, 4 * stride, 1 << 20):
+                for _ in range(100):
+                    n = rng.randint(1, 30)
+                    s0, h0 = rng.randint(0, 300), rng.randint(0, 300)
+                    ssd = [(s0 + i * rng.choice((step, step, 1))) % 600 for i in range(n)]
+                    host = [h0 + i if rng.random() < 0.85 else rng.randint(0, 599)
+                            for i in range(n)]
+                    planned = plan_ios(files, stride, 600, ssd, host, max_io)
+                    counted = count_ios(ssd, host, files.nfiles, blocks_per_io(stride, max_io))
+                    assert counted == len(planned)
