@@ -15,8 +15,8 @@ PSI, share of time some task was stalled) during each recording, and with
 `--noise-floor` a second recording of run B, whose distance from the first is what no
 model of this machine could predict.
 
-    python bench/calibration.py [--requests 800] [--ssd-dir /var/tmp/flexkv-bench]
-                                [--noise-floor] [--out DIR]
+    python bench/calibration.py [--requests 800] [--calibration-requests 2000]
+                                [--ssd-dir /var/tmp/flexkv-bench] [--noise-floor] [--out DIR]
 """
 
 from __future__ import annotations
@@ -109,7 +109,13 @@ def record(out: Path, name: str, trace: Path, config: list[str], ssd: Path) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--requests", type=int, default=800, help="requests of each held-out run")
+    parser.add_argument(
+        "--calibration-requests",
+        type=int,
+        default=2000,
+        help="requests of run A: a longer calibration run averages more of the machine's drift",
+    )
     parser.add_argument("--ssd-dir", default="/var/tmp/flexkv-bench/calibration")
     parser.add_argument(
         "--noise-floor",
@@ -121,10 +127,10 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="flexkv-calibration-"))
     out.mkdir(parents=True, exist_ok=True)
     ssd = Path(args.ssd_dir)
-    n = str(args.requests)
+    calibration = str(args.calibration_requests)
     traces = {
-        "A": ["--workload", "multiturn", "--requests", n, "--seed", "1"],
-        "B": ["--workload", "agent", "--requests", n, "--seed", "7"],
+        "A": ["--workload", "multiturn", "--requests", calibration, "--seed", "1"],
+        "B": ["--workload", "agent", "--requests", str(args.requests), "--seed", "7"],
     }
     for name, workload in traces.items():
         sh("flexkv-sim", "trace", "generate", *workload, "-o", str(out / f"{name}.jsonl"))
