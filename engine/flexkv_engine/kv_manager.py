@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import threading
 import time
 from collections.abc import Sequence
@@ -39,11 +38,11 @@ from .core.paths import (
 from .core.ssd_ios import blocks_per_io, count_ios
 from .layout import KVLayout
 from .metrics import Metrics
-from .planning import build_planner, ssd_max_file_size
+from .movers import gpu_mover, open_remote, open_ssd
+from .planning import build_planner
 from .storage.host_pool import GpuKVCache, HostPool
 from .trace import RequestRecord
 from .transfer.protocol import Done, Job, Mover
-from .transfer.torch_copy import TorchCopyMover
 
 log = logging.getLogger("flexkv_engine")
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
@@ -125,17 +124,21 @@ class KVManager:
         if self.metrics is not None:
             self.metrics.attach(self)
         self._movers: dict[str, Mover] = {}
-        copy = self._gpu_mover(cache, device, cuda_kernels)
+        copy = gpu_mover(cache, device, cuda_kernels, self.host, self.gpu)
         self._movers[H2D] = self._movers[D2H] = copy
         self.ssd_files = None
         if cache.enable_ssd:
-            self._open_ssd(cache, ssd_backend,
-                           cache.ssd_restore if ssd_restore is None else ssd_restore)
+            restore = cache.ssd_restore if ssd_restore is None else ssd_restore
+            ssd = open_ssd(cache, self.host, self.planner, ssd_backend, restore)
+            self.ssd_files, self.ssd_backend_name = ssd.files, ssd.backend_name
+            self.ssd_restored_blocks = ssd.restored_blocks
+            self._movers[SSD_READ] = self._movers[SSD_WRITE] = ssd.mover
         self.remote_store: Any = None
         self.remote_errors = {"unavailable": 0, "gets_failed": 0, "puts_dropped": 0}
         self._remote_retry_at = 0.0  # no existence checks before this (store unreachable)
         if cache.enable_remote:
-            self._open_remote(cache)
+            self.remote_store, remote = open_remote(cache, self.host)
+            self._movers[REMOTE_READ] = self._movers[REMOTE_WRITE] = remote
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._requests: dict[int, _Request] = {}
@@ -152,66 +155,6 @@ class KVManager:
         ]
         for poller in self._pollers:
             poller.start()
-
-    def _gpu_mover(self, cache: Any, device: str, cuda_kernels: bool | None) -> Mover:
-        if cuda_kernels is not False and device.startswith("cuda"):
-            from .transfer.cuda_copy import CudaCopyMover, cuda_mover_unavailable
-
-            why = cuda_mover_unavailable(device)
-            if why is None:
-                return CudaCopyMover.from_config(cache, self.host, self.gpu)
-            if cuda_kernels:
-                raise RuntimeError(f"CUDA mover unavailable: {why}")
-            log.warning("GPU copies through torch: %s", why)
-        elif cuda_kernels:
-            raise ValueError(f"cuda_kernels=True needs a CUDA device, got {device!r}")
-        return TorchCopyMover(self.host, self.gpu)
-
-    def _open_ssd(self, cache: Any, backend: str, restore: bool) -> None:
-        from .storage.ssd_files import SsdFiles
-        from .storage.ssd_io import open_ssd_backend
-        from .storage.ssd_table import SlotTable
-        from .transfer.ssd import SsdMover
-
-        self.ssd_files = SsdFiles.create(
-            cache.ssd_cache_dir, cache.num_ssd_blocks, self.layout.stride,
-            max_file_size=ssd_max_file_size(cache),
-        )
-        table = SlotTable.open(self.ssd_files)
-        try:
-            self._restore_ssd(table, restore)
-            io = open_ssd_backend(
-                self.ssd_files, self.host, queue_depth=cache.ssd_cache_iouring_entries,
-                prefer=backend,
-            )
-        except BaseException:
-            table.close()
-            self.ssd_files.close()
-            raise
-        self.ssd_backend_name = io.name
-        self._movers[SSD_READ] = self._movers[SSD_WRITE] = SsdMover(io, table, self.host)
-
-    def _restore_ssd(self, table: Any, restore: bool) -> None:
-        """Rebuild the SSD tier's index from the slot table of a cache written before."""
-        tier = self.planner.ssd
-        assert tier is not None and self.ssd_files is not None
-        # Restored blocks count as older than any access after the restart (the caller's
-        # clock is unknown here); their write order ranks them among themselves.
-        restored = tier.restore(table.restorable(self.ssd_files) if restore else (), -math.inf)
-        dropped = table.keep_only(restored)
-        self.ssd_restored_blocks = len(restored)
-        if restored or dropped:
-            log.info("SSD tier: %d blocks restored from %s, %d records dropped",
-                     len(restored), ", ".join(self.ssd_files.dirs), dropped)
-
-    def _open_remote(self, cache: Any) -> None:
-        from .storage.remote import open_remote_store
-        from .transfer.remote import RemoteMover
-
-        self.remote_store = open_remote_store(cache, self.layout.stride)
-        self._movers[REMOTE_READ] = self._movers[REMOTE_WRITE] = RemoteMover(
-            self.remote_store, self.host
-        )
 
     # -- the API -----------------------------------------------------------------------
     def keys_for(self, token_ids: Sequence[int], namespace: str | None = None) -> list[int]:
