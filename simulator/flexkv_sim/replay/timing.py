@@ -126,7 +126,7 @@ class TimingModel:
             link.per_idle_slot_s = ssd.idle_slot_s(qd, self.block_bytes)
         self.links = links
         stride = KVLayout.from_model(config.model_config, self.tpb).stride
-        self.ssd_files = ssd_num_files(cache, stride) if cache.enable_ssd else 1
+        self.ssd_file_count = ssd_num_files(cache, stride) if cache.enable_ssd else 1
         self.ssd_per_io = blocks_per_io(stride)
         # Per-copy costs: copy-engine paths copy whole blocks one by one (after a gather
         # on the GPU); the remote store moves one object per block; SSD ops: _copies.
@@ -144,12 +144,14 @@ class TimingModel:
         self._pending: list[Any] = []  # one-at-a-time pacing: requests not started, reversed
         self.transfers: list[TransferRecord] | None = None  # a list: record every op
 
-    def _recorded(self, graph: TransferGraph, op: TransferOp, then: Callable[[], None]
-                  ) -> Callable[[], None]:
-        """``then``, after appending ``op``'s record (it starts moving now)."""
+    def _recorded(
+        self, graph: TransferGraph, op: TransferOp, copies: int, then: Callable[[], None]
+    ) -> Callable[[], None]:
+        """``then``, after appending ``op``'s record (it starts moving now; ``copies``: what
+        :meth:`_copies` gave it, an SSD op's I/O count when they are counted)."""
         start, log, nbytes = self.env.now, self.transfers, op.blocks * self.block_bytes
         assert log is not None
-        ios = self._copies(op) if self.count_ios and op.path in (SSD_READ, SSD_WRITE) else 0
+        ios = copies if self.count_ios and op.path in (SSD_READ, SSD_WRITE) else 0
 
         def ended() -> None:
             log.append(TransferRecord(
@@ -168,7 +170,7 @@ class TimingModel:
             src, dst = self.planner.block_ids(op)
             ssd, host = (dst, src) if op.path == SSD_WRITE else (src, dst)
             assert ssd is not None and host is not None
-            return count_ios(ssd, host, self.ssd_files, self.ssd_per_io)
+            return count_ios(ssd, host, self.ssd_file_count, self.ssd_per_io)
         return max(1, op.blocks * self.copies_per_block.get(op.path, 0))
 
     # -- transfer graphs -----------------------------------------------------------------
@@ -188,7 +190,7 @@ class TimingModel:
             copies = self._copies(only)
             links[only.path].transfer(
                 only.blocks * block_bytes, copies,
-                single if self.transfers is None else self._recorded(graph, only, single),
+                single if self.transfers is None else self._recorded(graph, only, copies, single),
             )
             return
         started: set[int] = set()
@@ -199,7 +201,7 @@ class TimingModel:
             def ended() -> None:
                 done(op)
 
-            on_end = ended if self.transfers is None else self._recorded(graph, op, ended)
+            on_end = ended if self.transfers is None else self._recorded(graph, op, copies, ended)
             links[op.path].transfer(op.blocks * block_bytes, copies, on_end)
 
         def done(op: TransferOp) -> None:
