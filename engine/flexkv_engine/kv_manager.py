@@ -308,6 +308,9 @@ class KVManager:
             req = _Request(rid, kind, graph, gpu_ids, began, time.perf_counter() - began,
                            trace_id or str(rid))
             self._requests[rid] = req
+            if self.tracer is not None:
+                self.tracer.event(kind, req.trace_id, now=now, gpu_blocks=gpu_matched,
+                                  remote_known=known)
             if self.tracer is not None and trace_id is None and kind != "prefetch":
                 # Direct API use; a replay records its serving requests itself.
                 self.tracer.request(RequestRecord(
@@ -428,6 +431,9 @@ class KVManager:
                 self.tracer.transfer(req.trace_id, op, done, submitted, ios)
             if self.metrics is not None:
                 self.metrics.transfer_done(op.path, done)
+            if self.tracer is not None:
+                self.tracer.event("done", req.trace_id, graph=req.kind, op_id=op.op_id,
+                                  ok=done.ok, first_bad=done.first_bad)
             self.planner.complete(req.graph, op, ok=done.ok)
             if req.cancelling and not req.in_flight and not req.graph.done:
                 self.planner.cancel(req.graph)

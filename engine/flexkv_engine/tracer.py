@@ -1,14 +1,17 @@
 """The engine's tracer (``enable_trace``, ``trace_file_path``): our trace format, v1.
 
 It records every request (op, id, tokens, keys), its outcome per tier (hit blocks,
-match time, latency) and every transfer op (path, bytes, blocks, submit time, queue
-and transfer time), so that ``flexkv-sim`` can replay the file unchanged and the
-calibration can fit device curves from it. Times are seconds since the tracer started.
+match time, latency), every transfer op (path, bytes, blocks, submit time, queue
+and transfer time) and every call into the planner in the order it was made (``event``
+records: under load the order of events is not the trace's order), so that
+``flexkv-sim`` can replay the file unchanged, check the twin against the engine's own
+order of events, and fit device curves from it. Times are seconds since the tracer started.
 Thread-safe; records are written as they happen.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -33,6 +36,7 @@ class Tracer:
         self._writer.__enter__()
         self._lock = threading.Lock()
         self._t0 = time.perf_counter()
+        self._seq = itertools.count()
 
     def now(self) -> float:
         return time.perf_counter() - self._t0
@@ -57,6 +61,15 @@ class Tracer:
             hit_blocks=dict(result.hit_blocks), match_s=result.match_s,
             latency_s=result.latency_s, ttft_s=None, ok=result.status == "done",
         ))
+
+    def event(self, kind: str, trace_id: str, **fields: Any) -> None:
+        """A planner call (``kind``: get, put, prefetch or done), numbered in call order.
+
+        The caller holds the lock it plans under, so the numbers follow the planner's
+        own order of calls."""
+        with self._lock:
+            self._writer.write({"type": "event", "seq": next(self._seq), "kind": kind,
+                                "id": trace_id, "t": self.now(), **fields})
 
     def transfer(
         self, trace_id: str, op: Any, done: Any, submitted: float, ios: int = 0

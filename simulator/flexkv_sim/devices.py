@@ -19,6 +19,13 @@ median 1 and that sigma, and scales the op's fixed latency and its bytes of work
 the spread of a real device's op times, fitted by calibration. The draws come from a
 generator seeded by the link's name and ``seed``, so a replay is repeatable.
 
+A link may sit behind a :class:`Gate`, the engine's queue in front of the device: at
+most ``capacity`` units in service, first come first served, the rest waiting (their
+wait is the op's ``queue_s``). The PCIe links each have a gate of one (the engine's
+copy worker per direction takes one op at a time); the two SSD links share a gate of
+the queue depth (one io_uring ring for reads and writes, at most that many I/Os in
+flight), where an op needs one unit per I/O, up to the whole depth.
+
 Links also keep the busy time and the bytes they moved, per time bin, for utilisation
 plots.
 """
@@ -27,12 +34,43 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
 
 import simpy
 
 from .hardware import Curve
+
+
+class Gate:
+    """First-come-first-served admission of ``capacity`` units (see the module doc)."""
+
+    __slots__ = ("_waiting", "capacity", "free")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(int(capacity), 1)
+        self.free = self.capacity
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
+
+    def enter(self, need: int, start: Callable[[], None]) -> int:
+        """Run ``start`` once ``need`` units (capped at the capacity) are free, in
+        arrival order; returns the units taken, to give back with :meth:`leave`."""
+        need = min(max(need, 1), self.capacity)
+        if not self._waiting and self.free >= need:
+            self.free -= need
+            start()
+        else:
+            self._waiting.append((need, start))
+        return need
+
+    def leave(self, units: int) -> None:
+        self.free += units
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= self.free:
+            need, start = waiting.popleft()
+            self.free -= need
+            start()
 
 
 class FluidLink:
@@ -57,6 +95,7 @@ class FluidLink:
         self.queue_depth = 0
         self.io_bytes = 1
         self.per_idle_slot_s = 0.0
+        self.gate: Gate | None = None  # the engine's queue in front of the device
         self.partner: FluidLink | None = None
         self.duplex_rate = float("inf")
         self._vt = 0.0
@@ -82,12 +121,36 @@ class FluidLink:
             return min(self.bandwidth, self.duplex_rate)
         return self.bandwidth
 
-    def transfer(self, num_bytes: int, copies: int, on_done: Callable[[], None]) -> None:
-        """Start a transfer now; ``on_done()`` is called when its last byte has moved.
+    def transfer(
+        self, num_bytes: int, copies: int, on_done: Callable[[], None], need: int = 1,
+        admitted: list[float] | None = None,
+    ) -> None:
+        """Submit a transfer now; ``on_done()`` is called when its last byte has moved.
 
-        A plain callback rather than an event: a SimPy event would cost one more
-        scheduler step per transfer.
+        Behind a gate it starts once ``need`` units are free (``admitted``, a list, gets
+        the time it started). A plain callback rather than an event: a SimPy event would
+        cost one more scheduler step per transfer.
         """
+        gate = self.gate
+        if gate is None:
+            if admitted is not None:
+                admitted.append(self.env.now)
+            self._start(num_bytes, copies, on_done)
+            return
+        units = 0
+
+        def finished() -> None:
+            gate.leave(units)
+            on_done()
+
+        def start() -> None:
+            if admitted is not None:
+                admitted.append(self.env.now)
+            self._start(num_bytes, copies, finished)
+
+        units = gate.enter(need, start)
+
+    def _start(self, num_bytes: int, copies: int, on_done: Callable[[], None]) -> None:
         latency = self.curve.overhead_s + copies * self.curve.per_copy_s
         if self.per_idle_slot_s:
             latency += self.per_idle_slot_s * max(0.0, self.queue_depth - num_bytes / self.io_bytes)

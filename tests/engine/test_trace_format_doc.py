@@ -32,7 +32,7 @@ def blocks(language: str) -> list[str]:
 
 def test_every_single_line_example_is_a_valid_record(tmp_path: Path) -> None:
     examples = blocks("json")
-    assert len(examples) == 5
+    assert len(examples) == 6
     kinds = set()
     for i, example in enumerate(examples):
         path = tmp_path / f"example{i}.jsonl"

@@ -3,8 +3,11 @@
 With ``speed=None`` ("max") requests run one at a time in trace order: each request's
 GET, fill and PUT to every tier complete before the next starts, so its hits are
 deterministic and equal the twin's hit-rate mode block for block. Otherwise a request
-starts at ``t / speed`` seconds after the first, on a pool of worker threads (the
-serving engine's concurrency, ``serving_config.max_concurrency``, default 16).
+arrives at ``t / speed`` seconds after the first and runs on a worker thread of its own:
+at most ``serving_config.max_concurrency`` requests at once (0, the default: no limit),
+and no more than the working GPU blocks hold (:mod:`flexkv_engine.serving_pool`), as in
+the twin's timing replay at the same speed. The clock the index sees is then the
+replay's own, in compressed seconds (``t / speed`` at arrival), as the twin's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from ..kv_manager import KVManager
 from ..replay_input import ReplayInput
+from ..serving_pool import working_blocks
 from ..summary import build_summary, percentiles
 from ..trace import RequestRecord
 from ..tracer import Tracer
@@ -27,7 +31,9 @@ RUN_COLUMNS = (
     "gpu_tokens", "cpu_tokens", "ssd_tokens", "remote_tokens", "in_flight",
     "queue_s", "get_s", "prefill_s", "ttft_s", "decode_s", "put_s", "end_t",
 )
-DEFAULT_CONCURRENCY = 16
+#: Worker threads at most when ``max_concurrency`` is 0 (no limit): requests beyond it
+#: wait for a thread, which a replay this busy would show as queueing anyway.
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -51,11 +57,11 @@ def run_replay(
     """Replay ``inp`` through a real :class:`KVManager` on ``device``; check every block."""
     config = inp.config
     serving = config.serving_config
-    concurrency = 1 if speed is None else (serving.max_concurrency or DEFAULT_CONCURRENCY)
-    longest = max((len(r.keys) for r in inp.requests), default=1)
+    concurrency = 1 if speed is None else serving.max_concurrency
     prefix_blocks = serving.num_gpu_blocks
-    working = longest * min(concurrency, 4)
-    pacing = {"type": "pacing", "speed": "max" if speed is None else speed, "prefill": prefill}
+    working = working_blocks(inp.requests, concurrency)
+    pacing = {"type": "pacing", "speed": "max" if speed is None else speed, "prefill": prefill,
+              "max_concurrency": concurrency, "working_blocks": working}
     tracer = None
     if trace_path is not None:
         tracer = Tracer(str(trace_path), config, meta={"device": device, "pacing": pacing})
@@ -76,7 +82,7 @@ def run_replay(
             for req in inp.requests:
                 arrived = time.perf_counter()
                 _trace_request(tracer, req)
-                records.append(emulator.serve(req, req.t, arrived))
+                records.append(emulator.serve(req, arrived))
                 _tick(progress)
         else:
             records = _paced(emulator, inp.requests, speed, concurrency, tracer, progress)
@@ -119,16 +125,22 @@ def _paced(
 ) -> list[tuple[Any, ...]]:
     origin = requests[0].t if requests else 0.0
     begin = time.perf_counter()
+    start = origin / speed  # the twin's clock at the first arrival
+
+    def clock(_req: RequestRecord) -> float:
+        return start + (time.perf_counter() - begin)
+
+    emulator.clock = clock
     futures = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flexkv-req") as pool:
+    threads = workers if workers > 0 else min(max(len(requests), 1), MAX_THREADS)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="flexkv-req") as pool:
         for req in requests:
             due = begin + (req.t - origin) / speed
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
             _trace_request(tracer, req)
-            now = origin + (time.perf_counter() - begin) * speed  # trace time
-            futures.append(pool.submit(emulator.serve, req, now, time.perf_counter()))
+            futures.append(pool.submit(emulator.serve, req, time.perf_counter()))
         out = []
         for future in futures:
             out.append(future.result())

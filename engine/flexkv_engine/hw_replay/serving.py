@@ -2,16 +2,24 @@
 
 GPU slots ``0 .. num_gpu_blocks - 1`` belong to the prefix cache
 (``serving_config.num_gpu_blocks``); the slots after them are the working pool that
-running requests draw from. Per request, in the order the twin's replays use: match the
-prefix cache, FlexKV GET into the request's slots, check every loaded block, fill the
-missed ones (the emulated prefill), FlexKV PUT, decode, then the prefix cache keeps the
-request's blocks and its working slots are freed.
+running requests draw from, first come first served (:mod:`..serving_pool`). Per
+request, in the order the twin's timing replay uses: match the prefix cache, take
+working slots, FlexKV GET into the request's slots, the emulated prefill (the missed
+blocks are filled, and the request is held for at least the compute model's prefill
+time), FlexKV PUT, decode beside the PUT; once both are over the prefix cache keeps the
+request's blocks and its working slots are freed. The byte check of the loaded blocks
+runs inside the emulated prefill's window (or, without a compute model, while the PUT
+moves), so the harness's own work does not delay what the twin models.
+
+Every call that the eviction policies see gets ``now`` from the replay's clock, read at
+the call, so that concurrent requests stamp the index in the order they touch it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +28,9 @@ from ..core.keys import tokens_in
 from ..core.paths import CACHE_TIERS, GPU
 from ..gpu_cache import GpuPrefixCache
 from ..kv_manager import KVManager, KVResult
+from ..serving_pool import WorkingPool
 from ..trace import RequestRecord
-from .pattern import fill_slot, slot_matches
+from .pattern import fill_slots, mismatched_slots
 
 
 @dataclass
@@ -41,7 +50,7 @@ class IntegrityFailure:
 
 @dataclass
 class SlotPool:
-    """Working GPU slots; ``take`` waits until enough are free."""
+    """Working GPU slots; ``take`` waits, first come first served, until enough are free."""
 
     first: int
     count: int
@@ -50,12 +59,15 @@ class SlotPool:
 
     def __post_init__(self) -> None:
         self._free = list(range(self.first + self.count - 1, self.first - 1, -1))
+        self._order = WorkingPool(self.count)
+        self._granted: set[object] = set()
 
     def take(self, n: int) -> list[int]:
-        if n > self.count:
-            raise ValueError(f"a request needs {n} GPU blocks; the working pool has {self.count}")
         with self._cond:
-            self._cond.wait_for(lambda: len(self._free) >= n)
+            ticket = object()
+            if not self._order.request(n, ticket):
+                self._cond.wait_for(lambda: ticket in self._granted)
+                self._granted.discard(ticket)
             out = self._free[-n:] if n else []
             del self._free[len(self._free) - n :]
             return out
@@ -63,15 +75,25 @@ class SlotPool:
     def give(self, slots: list[int]) -> None:
         with self._cond:
             self._free.extend(slots)
-            self._cond.notify_all()
+            granted = self._order.release(len(slots))
+            if granted:
+                self._granted.update(granted)
+                self._cond.notify_all()
+
+
+Clock = Callable[[RequestRecord], float]
 
 
 class ServingEmulator:
-    """Runs requests through a :class:`KVManager` as a serving engine would."""
+    """Runs requests through a :class:`KVManager` as a serving engine would.
+
+    ``clock(req)``: the time the index sees for a call made now on behalf of ``req``
+    (the replay's trace clock; one request at a time, simply ``req.t``).
+    """
 
     def __init__(
         self, kv: KVManager, num_prefix_blocks: int, working_blocks: int,
-        compute: ComputeModel, *, emulate_compute: bool,
+        compute: ComputeModel, *, emulate_compute: bool, clock: Clock | None = None,
     ) -> None:
         self.kv = kv
         self.layout = kv.layout
@@ -79,14 +101,16 @@ class ServingEmulator:
         self.pool = SlotPool(num_prefix_blocks, working_blocks)
         self.compute = compute
         self.emulate_compute = emulate_compute
+        self.clock: Clock = clock or (lambda req: req.t)
         self.failures: list[IntegrityFailure] = []
         self._lock = threading.Lock()  # the prefix cache and slot contents
 
-    def serve(self, req: RequestRecord, now: float, arrived: float) -> tuple[Any, ...]:
-        """One request; returns its row of ``RUN_COLUMNS``. ``now`` is trace time."""
+    def serve(self, req: RequestRecord, arrived: float) -> tuple[Any, ...]:
+        """One request; returns its row of ``RUN_COLUMNS``. ``arrived``: perf_counter."""
         kv, keys, tokens, tpb = self.kv, req.keys, req.num_tokens, self.kv.tokens_per_block
+        clock, gpu = self.clock, kv.gpu.kv
         with self._lock:
-            gpu_blocks, handle = self.prefix.acquire(keys, now)
+            gpu_blocks, handle = self.prefix.acquire(keys, clock(req))
             cached = self.prefix.slots(handle, gpu_blocks)
         working = self.pool.take(len(keys) - gpu_blocks)
         started = time.perf_counter()
@@ -96,31 +120,41 @@ class ServingEmulator:
         get_s = 0.0
         if req.op == "get":
             rid = kv.get_async(keys, slots, num_tokens=tokens, gpu_matched_blocks=gpu_blocks,
-                               trace_id=req.request_id, now=now)
+                               trace_id=req.request_id, now=clock(req))
             result = kv.wait([rid])[rid]
-            # The engine's own latency: the byte check below is the harness's work, not
-            # something a serving engine would wait for.
-            get_s = result.latency_s
+            get_s = result.latency_s  # the engine's own latency, from its plan to its end
             loaded = max(result.loaded_blocks, gpu_blocks)
+        # The emulated prefill computes the missed blocks: their bytes are written, and
+        # the request is held for at least the compute model's time. That window also
+        # hides the byte check of the loaded blocks; without a compute model the check
+        # runs beside the PUT instead (both only read the slots).
+        began = time.perf_counter()
+        fill_slots(gpu, self.layout, slots[loaded:], keys[loaded:])
+        if result is not None and self.emulate_compute:
             self._check(req, slots, result)
-        for i in range(loaded, len(keys)):
-            fill_slot(kv.gpu.kv, self.layout, slots[i], keys[i])
-        reused = tokens_in(0, loaded, tpb, tokens)
-        prefill_s = self.compute.prefill_time(tokens - reused, reused)
-        if not self.emulate_compute:
-            prefill_s = 0.0
-        elif prefill_s:
-            time.sleep(prefill_s)
+        prefill_s = 0.0
+        if self.emulate_compute:
+            reused = tokens_in(0, loaded, tpb, tokens)
+            left = self.compute.prefill_time(tokens - reused, reused) - (
+                time.perf_counter() - began)
+            if left > 0:
+                time.sleep(left)
+            prefill_s = time.perf_counter() - began
+        first_token = time.perf_counter()
         ttft_s = (started - arrived) + get_s + prefill_s
-        pid = kv.put_async(keys, slots, num_tokens=tokens, trace_id=req.request_id, now=now)
-        put_s = kv.wait([pid])[pid].latency_s
+        pid = kv.put_async(keys, slots, num_tokens=tokens, trace_id=req.request_id,
+                           now=clock(req))
+        if result is not None and not self.emulate_compute:
+            self._check(req, slots, result)
         decode_s = req.output_tokens * self.compute.decode_step_s if self.emulate_compute else 0.0
-        if decode_s:
-            time.sleep(decode_s)
+        left = first_token + decode_s - time.perf_counter()
+        if left > 0:
+            time.sleep(left)  # decode runs beside the PUT
+        put_s = kv.wait([pid])[pid].latency_s
         with self._lock:
-            start, added = self.prefix.release(keys, handle, now)
-            for j, slot in enumerate(added):
-                fill_slot(kv.gpu.kv, self.layout, slot, keys[start + j])
+            start, added = self.prefix.release(keys, handle, clock(req))
+            if added:
+                fill_slots(gpu, self.layout, added, keys[start : start + len(added)])
         self.pool.give(working)
         hits = result.hit_blocks if result is not None else {GPU: gpu_blocks}
         served = self._served_tokens(hits, tokens)
@@ -140,13 +174,15 @@ class ServingEmulator:
         return out
 
     def _check(self, req: RequestRecord, slots: list[int], result: KVResult) -> None:
-        position = result.hit_blocks.get(GPU, 0)
-        for tier in CACHE_TIERS:
-            for _ in range(result.hit_blocks.get(tier, 0)):
-                slot = slots[position]
-                if not slot_matches(self.kv.gpu.kv, self.layout, slot, req.keys[position]):
-                    with self._lock:
-                        self.failures.append(IntegrityFailure(
-                            req.request_id, position, req.keys[position], tier, slot
-                        ))
-                position += 1
+        first = result.hit_blocks.get(GPU, 0)
+        tiers = [t for t in CACHE_TIERS for _ in range(result.hit_blocks.get(t, 0))]
+        end = first + len(tiers)
+        bad = mismatched_slots(self.kv.gpu.kv, self.layout, slots[first:end],
+                               req.keys[first:end])
+        if bad:
+            with self._lock:
+                self.failures.extend(
+                    IntegrityFailure(req.request_id, first + i, req.keys[first + i], tiers[i],
+                                     slots[first + i])
+                    for i in bad
+                )

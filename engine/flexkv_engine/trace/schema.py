@@ -31,13 +31,17 @@ REQUEST = "request"
 OUTCOME = "outcome"
 TRANSFER = "transfer"
 PACING = "pacing"
+EVENT = "event"
 #: Record types of schema v1 other than the header.
-RECORD_TYPES = (REQUEST, OUTCOME, TRANSFER, PACING)
+RECORD_TYPES = (REQUEST, OUTCOME, TRANSFER, PACING, EVENT)
 #: Record types starting with this prefix are extensions: passed through as dicts.
 EXTENSION_PREFIX = "x-"
 
 PACING_SPEED_MAX = "max"
 PACING_PREFILL = ("none", "model")
+#: ``kind`` of an event record: a GET, PUT or prefetch planned, or one of its ops ended.
+EVENT_PLANS = ("get", "put", "prefetch")
+EVENT_KINDS = (*EVENT_PLANS, "done")
 
 _TIER_SET = frozenset(TIERS)
 
@@ -151,11 +155,34 @@ def decode_pacing(obj: dict[str, Any], tokens_per_block: int) -> dict[str, Any]:
     return {"type": PACING, "speed": speed, "prefill": f.choice(obj, "prefill", PACING_PREFILL)}
 
 
+def decode_event(obj: dict[str, Any], tokens_per_block: int) -> dict[str, Any]:
+    """A call into the planner, in the order the engine made it (see FORMAT.md)."""
+    kind = f.choice(obj, "kind", EVENT_KINDS)
+    out: dict[str, Any] = {
+        "type": EVENT, "seq": f.count(obj, "seq", 2**63 - 1), "kind": kind,
+        "id": f.request_id(obj), "t": f.seconds(obj, "t"),
+    }
+    if kind == "done":
+        out["graph"] = f.choice(obj, "graph", EVENT_PLANS)
+        out["op_id"] = f.count(obj, "op_id", 2**63 - 1)
+        ok = obj.get("ok", True)
+        if type(ok) is not bool:
+            raise TraceError(f"ok must be true or false, got {ok!r}")
+        out["ok"] = ok
+        out["first_bad"] = f.count(obj, "first_bad") if "first_bad" in obj else 0
+    else:
+        out["now"] = f.seconds(obj, "now") if "now" in obj else out["t"]
+        out["gpu_blocks"] = f.count(obj, "gpu_blocks") if "gpu_blocks" in obj else 0
+        out["remote_known"] = f.count(obj, "remote_known") if "remote_known" in obj else 0
+    return out
+
+
 _DECODERS: dict[str, Callable[[dict[str, Any], int], Record]] = {
     REQUEST: decode_request,
     OUTCOME: decode_outcome,
     TRANSFER: decode_transfer,
     PACING: decode_pacing,
+    EVENT: decode_event,
 }
 
 
@@ -242,6 +269,8 @@ def _encode_dict(r: dict[str, Any]) -> dict[str, Any]:
         if type(speed) is int:
             speed = float(speed)
         return {"type": PACING, "speed": speed, "prefill": r.get("prefill")}
+    if r.get("type") == EVENT:
+        return decode_event(r, 1)  # the fields in their order, checked
     return r  # an extension record: written as given (the decoder checks its type)
 
 

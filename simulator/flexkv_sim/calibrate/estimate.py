@@ -41,6 +41,7 @@ class OpSample:
     queue_depth: int
     alone_s: float
     ios: int = 0  # SSD ops: the I/Os their blocks merged into (0: not recorded)
+    overlap: float = 0.0  # PCIe ops: share of the op the other direction was busy
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class CurveFit:
     inliers: int  # ops with full Huber weight
     r2: float  # of the predicted times, over all ops
     median_rel_err: float
+    duplex_slowdown: float | None = None  # PCIe: bandwidth part's slowdown, both busy
 
 
 def alone_times(ops: list[tuple[float, float, float]]) -> list[float]:
@@ -116,8 +118,10 @@ def nonneg_least_squares(x: Any, y: Any, w: Any) -> Any:
     return beta
 
 
-def fit_curve(samples: list[OpSample], *, ssd: bool) -> CurveFit:
-    """Fit one path's curve (and for SSD its queue-depth term) to its ops' times alone."""
+def fit_curve(samples: list[OpSample], *, ssd: bool, min_overlapping: int = 15) -> CurveFit:
+    """Fit one path's curve (for SSD its queue-depth term, for PCIe its duplex term where
+    ``min_overlapping`` ops ran at least half beside the other direction) to its ops'
+    times alone."""
     import numpy as np
 
     y = np.array([s.alone_s for s in samples], dtype=float)
@@ -126,7 +130,9 @@ def fit_curve(samples: list[OpSample], *, ssd: bool) -> CurveFit:
     qd = np.maximum(np.array([s.queue_depth for s in samples], dtype=float), 1.0)
     keep = y > 0
     ios = np.array([s.ios for s in samples], dtype=float)
-    y, x, blocks, qd, ios = y[keep], x[keep], blocks[keep], qd[keep], ios[keep]
+    share = np.array([s.overlap for s in samples], dtype=float)
+    y, x, blocks, qd, ios, share = (
+        y[keep], x[keep], blocks[keep], qd[keep], ios[keep], share[keep])
     if y.size == 0:
         return CurveFit(0.0, 1e12, 0.0, False, None, 0.0, 0, 0.0, 0.0)
     columns = [np.ones_like(x), x]
@@ -143,8 +149,11 @@ def fit_curve(samples: list[OpSample], *, ssd: bool) -> CurveFit:
     identified = ssd and len(depths) >= 2
     if identified:
         columns.append(x / np.minimum(blocks, qd))
+    duplex = not ssd and int((share >= 0.5).sum()) >= min_overlapping
+    if duplex:
+        columns.append(x * share)
     names = ["overhead", "per_byte", *(["per_io"] if per_io_fitted else []),
-             *(["queue"] if identified else [])]
+             *(["queue"] if identified else []), *(["duplex"] if duplex else [])]
     design = np.column_stack(columns)
     if len(set(x.tolist())) < 2:  # one size only: no slope to fit, time is a latency
         design = design[:, :1]
@@ -161,7 +170,7 @@ def fit_curve(samples: list[OpSample], *, ssd: bool) -> CurveFit:
     pred = np.maximum(design @ beta, 1e-12)
     resid = np.log(y / pred)
     jitter = MAD_TO_SIGMA * float(np.median(np.abs(resid - np.median(resid))))
-    coef = dict.fromkeys(("overhead", "per_byte", "per_io", "queue"), 0.0)
+    coef = dict.fromkeys(("overhead", "per_byte", "per_io", "queue", "duplex"), 0.0)
     coef.update(zip(names, (float(b) for b in beta), strict=False))
     overhead, per_byte, queue_term = coef["overhead"], coef["per_byte"], coef["queue"]
     bandwidth = 1.0 / per_byte if per_byte > 0 else 1e12
@@ -178,4 +187,5 @@ def fit_curve(samples: list[OpSample], *, ssd: bool) -> CurveFit:
         inliers=int((np.abs(resid - np.median(resid)) <= HUBER_K * (jitter or 1e-6)).sum()),
         r2=1.0 - ss_res / ss_tot,
         median_rel_err=float(np.median(np.abs(pred - y) / y)),
+        duplex_slowdown=1.0 + coef["duplex"] / per_byte if duplex and per_byte > 0 else None,
     )

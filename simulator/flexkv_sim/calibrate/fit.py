@@ -19,11 +19,13 @@ Method (stated so a reader can check it), per path, over every op of every run g
    Multiplicative noise of median 1, fitted by robust iteratively reweighted least
    squares on relative errors (:func:`.estimate.fit_curve`); the noise's log-normal
    sigma is the curve's ``jitter``.
-3. The hand-off between dependent ops (a completion handled, the next op dispatched),
+3. PCIe duplex: how much the two directions slow each other while both move
+   (:mod:`.duplex`).
+4. The hand-off between dependent ops (a completion handled, the next op dispatched),
    the median gap between an op's end and its dependent's submission, is added to every
    op's overhead. GET planning (``match``) is the median latency of GETs that moved
    nothing.
-4. Compute: when a run emulated prefill (``--prefill model``), ``prefill_fixed``,
+5. Compute: when a run emulated prefill (``--prefill model``), ``prefill_fixed``,
    ``prefill_per_token`` and ``prefill_quadratic`` are fitted to its per-request prefill
    times by non-negative least squares, and ``decode_step`` is its decode time per output
    token; otherwise the run's ``serving_config.compute`` is copied.
@@ -36,7 +38,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,7 @@ from flexkv_engine.trace import (
     read_trace,
 )
 
+from .duplex import duplex_bandwidth, overlaps
 from .estimate import CurveFit, OpSample, alone_times, fit_curve
 
 SSD_PATHS = (SSD_READ, SSD_WRITE)
@@ -72,6 +75,7 @@ class RunData:
     transfers: list[TransferRecord]
     outcomes: list[OutcomeRecord]
     output_tokens: dict[str, int]  # request id -> output tokens (for decode time)
+    events: list[dict[str, Any]] = field(default_factory=list)  # planner calls, in order
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class PathFit:
     half_bandwidth_queue_depth: float | None = None  # SSD paths only
     queue_depth_identified: bool = False
     per_io_s: float | None = None  # SSD paths whose records count their I/Os
+    duplex_slowdown: float | None = None  # PCIe: slowdown while the other direction moves
 
 
 def load_run(source: str | Path) -> RunData:
@@ -102,17 +107,19 @@ def load_run(source: str | Path) -> RunData:
             config = load_config(run_dir / "config.json", env={})
         if (run_dir / "summary.json").exists():
             summary = json.loads((run_dir / "summary.json").read_text())
-    transfers, outcomes, output_tokens = [], [], {}
+    transfers, outcomes, output_tokens, events = [], [], {}, []
     for record in read_trace(trace):
         if isinstance(record, TransferRecord):
             transfers.append(record)
+        elif isinstance(record, dict) and record.get("type") == "event":
+            events.append(record)
         elif isinstance(record, OutcomeRecord):
             outcomes.append(record)
         elif isinstance(record, RequestRecord) and record.output_tokens:
             output_tokens[record.request_id] = record.output_tokens
     if not transfers:
         raise TraceError(f"{trace}: no transfer records to calibrate from")
-    return RunData(run_dir, trace, config, summary, transfers, outcomes, output_tokens)
+    return RunData(run_dir, trace, config, summary, transfers, outcomes, output_tokens, events)
 
 
 def _queue_depth(run: RunData) -> int:
@@ -128,11 +135,14 @@ def _samples(run: RunData) -> dict[str, list[OpSample]]:
         by_path[rec.path].append(rec)
     qd = _queue_depth(run)
     out: dict[str, list[OpSample]] = {}
+    other = {H2D: D2H, D2H: H2D}
     for path, recs in by_path.items():
         alone = alone_times([(r.t_submit, r.queue_s, r.transfer_s) for r in recs])
+        shares = (overlaps(recs, by_path.get(other[path], [])) if path in other
+                  else [0.0] * len(recs))
         out[path] = [
-            OpSample(r.num_bytes, r.num_blocks, qd, t, r.ios)
-            for r, t in zip(recs, alone, strict=True)
+            OpSample(r.num_bytes, r.num_blocks, qd, t, r.ios, f)
+            for r, t, f in zip(recs, alone, shares, strict=True)
         ]
     return out
 
@@ -167,6 +177,7 @@ def _path_fit(path: str, samples: list[OpSample], gap: float) -> PathFit:
         f.half_qd if path in SSD_PATHS else None,
         f.qd_identified,
         f.per_io_s,
+        f.duplex_slowdown,
     )
 
 
@@ -276,7 +287,8 @@ def calibrate(runs: RunData | Sequence[RunData]) -> tuple[dict[str, Any], list[P
         for mode in ("sm", "ce"):
             doc["sources"][f"pcie.{path}.{mode}"] = _method(f, len(runs))
     if pcie:
-        pcie["duplex_bandwidth"] = 2 * max(pcie[p]["sm"]["bandwidth"] for p in pcie)
+        pcie["duplex_bandwidth"], doc["sources"]["pcie.duplex_bandwidth"] = duplex_bandwidth(
+            {p: fits[p] for p in (H2D, D2H) if p in fits})
         doc["pcie"] = pcie
     ssd = {}
     for kind, path in (("read", SSD_READ), ("write", SSD_WRITE)):

@@ -2,13 +2,14 @@
 
 The run's trace is replayed in the twin with a given profile, the run's resolved config
 and its pacing (``--speed X`` or one at a time), then compared request by request
-(matched by request id) and in aggregate. Errors are fractions: ``hit_rate_abs_err`` is
+(matched by request id) and in aggregate. Under load (:mod:`.load`) the report also
+replays the engine's own order of planner calls, explains each request whose hits
+differ, and compares queueing per path and throughput. Errors are fractions: ``hit_rate_abs_err`` is
 absolute, the latency errors are relative to the measured value.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from flexkv_engine.trace import TransferRecord
 from ..hardware import load_profiles
 from ..replay.timing import TIMING_COLUMNS, replay_timing
 from .fit import load_run, require_config
+from .load import load_report
 
 TIERS = ("gpu", "cpu", "ssd", "remote")
 METRICS = (("get_s", "get_latency"), ("ttft_s", "ttft"))
@@ -56,7 +58,8 @@ def validate(run_dir: str | Path, profile: str | Path, *, out: Path | None = Non
     pacing = run.summary.get("pacing", {}).get("speed", "max")
     inp = prepare_replay(run.trace_path, config=config)
     predicted = replay_timing(
-        inp, load_profiles([str(profile)]), speed=pacing, progress=False, record_transfers=True
+        inp, load_profiles([str(profile)]), speed=pacing, progress=False, record_transfers=True,
+        record_events=True,
     )
     pred = pd.DataFrame.from_records(predicted.records, columns=list(TIMING_COLUMNS))
     meas = _measured_records(run.run_dir)
@@ -110,6 +113,7 @@ def validate(run_dir: str | Path, profile: str | Path, *, out: Path | None = Non
         m = measured_bytes.get(path, 0)
         report["bytes_by_path"][path] = {"measured": m, "predicted": p, "rel_err": _rel(p, m)}
     report["ops_by_path"] = compare_ops(run.transfers, predicted.transfers or [])
+    report.update(load_report(inp, run, predicted, meas, pred))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "validation.json", report)
@@ -147,6 +151,3 @@ def compare_ops(measured: list[TransferRecord], predicted: list[TransferRecord])
         }
     return out
 
-
-def load_report(path: Path) -> dict:
-    return json.loads(path.read_text())

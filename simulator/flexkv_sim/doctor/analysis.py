@@ -116,14 +116,16 @@ def _op_times() -> Iterator[list[tuple[str, int, float]]]:
     ops: list[tuple[str, int, float]] = []
     original = FluidLink.transfer
 
-    def transfer(self: FluidLink, num_bytes: int, copies: int, on_done: Any) -> None:
+    def transfer(
+        self: FluidLink, num_bytes: int, copies: int, on_done: Any, *args: Any
+    ) -> None:
         start = self.env.now
 
         def done() -> None:
             ops.append((self.name, num_bytes, self.env.now - start))
             on_done()
 
-        original(self, num_bytes, copies, done)
+        original(self, num_bytes, copies, done, *args)
 
     FluidLink.transfer = transfer  # type: ignore[method-assign]
     try:

@@ -12,7 +12,7 @@ model can serve several instances of a replay: they share the store, not their i
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flexkv_engine.config import Config
 from flexkv_engine.core.graph import DONE, PENDING, TransferGraph, TransferOp
@@ -76,11 +76,15 @@ class StoreModel:
                 self.evicted += 1
 
 
-def fail_lost_reads(planner: Planner, graph: TransferGraph, store: StoreModel) -> None:
+def fail_lost_reads(
+    planner: Planner, graph: TransferGraph, store: StoreModel,
+    on_fail: Callable[[TransferOp, int], None] | None = None,
+) -> None:
     """Fail the remote reads of ``graph`` whose objects the store no longer holds.
 
     As the engine's read of a missing object does: the GET misses that part, and the
-    remote index drops the blocks from the first missing one on.
+    remote index drops the blocks from the first missing one on. ``on_fail(op,
+    first_bad)`` is told of each read failed so (the event log).
     """
     keys = graph.keys
     for op in graph.ops:
@@ -88,6 +92,8 @@ def fail_lost_reads(planner: Planner, graph: TransferGraph, store: StoreModel) -
             continue
         missing = store.known(keys[: op.end], op.start)
         if missing < op.end:
+            if on_fail is not None:
+                on_fail(op, missing - op.start)
             planner.invalidate_source(op, missing)
             planner.complete(graph, op, ok=False)
 

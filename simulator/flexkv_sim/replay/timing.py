@@ -1,13 +1,18 @@
 """Timing mode: the core's planner inside a SimPy model of the links and the GPU.
 
-Each request of the trace lives as a chain of SimPy event callbacks:
+Each request of the trace lives as a chain of SimPy event callbacks, in the order of
+``flexkv-run replay``'s serving emulator (``flexkv_engine.hw_replay.serving``):
 
 1. arrives at its timestamp and waits for a slot (``serving_config.max_concurrency``);
-2. matches the serving engine's GPU prefix cache, then plans the FlexKV GET (after the
-   profile's ``match`` time) and runs its transfer graph on the devices;
-3. prefills the tokens that no tier served (the compute model), which gives TTFT;
-4. plans the write-through PUT, whose transfers run off the critical path;
-5. decodes ``output_tokens`` steps, then leaves its blocks to the GPU prefix cache.
+2. matches the serving engine's GPU prefix cache and waits, first come first served, for
+   working GPU blocks for the rest (:mod:`flexkv_engine.serving_pool`, the same pool and
+   rule as the engine's);
+3. plans the FlexKV GET (after the profile's ``match`` time) and runs its transfer graph
+   on the devices;
+4. prefills the tokens that no tier served (the compute model), which gives TTFT;
+5. plans the write-through PUT, whose transfers run beside the decode of
+   ``output_tokens`` steps; once both are over it leaves its blocks to the GPU prefix
+   cache and gives its working blocks back.
 
 Transfers run on :mod:`flexkv_sim.devices` links: PCIe H2D/D2H (duplex-coupled, curve by
 copy mode), SSD read/write (bandwidth by queue depth; an op of fewer blocks than the queue
@@ -39,9 +44,10 @@ from flexkv_engine.gpu_cache import GpuPrefixCache
 from flexkv_engine.layout import KVLayout
 from flexkv_engine.planning import build_planner, ssd_num_files
 from flexkv_engine.replay_input import ReplayInput
+from flexkv_engine.serving_pool import WorkingPool, working_blocks
 from flexkv_engine.trace import TransferRecord
 
-from ..devices import DuplexPair, FluidLink
+from ..devices import DuplexPair, FluidLink, Gate
 from ..hardware import HardwareProfile
 from ..progress import cyclic_gc_paused, progress_bar
 from .store import StoreModel, fail_lost_reads, record_writes
@@ -76,6 +82,7 @@ class TimingResult:
     links: dict[str, FluidLink]
     records: list[tuple[Any, ...]] = field(default_factory=list)  # rows of TIMING_COLUMNS
     transfers: list[TransferRecord] | None = None  # with record_transfers=True
+    events: list[dict[str, Any]] | None = None  # with record_events=True
 
 
 class TimingModel:
@@ -119,6 +126,10 @@ class TimingModel:
             REMOTE_WRITE: FluidLink(env, REMOTE_WRITE, profile.network_write_curve, bin_s=bin_s),
         }
         DuplexPair(links[H2D], links[D2H], profile.duplex_bandwidth)
+        # The engine's queues in front of the devices (devices.Gate): one op at a time per
+        # PCIe direction; one ring of ``qd`` I/Os for SSD reads and writes together.
+        links[H2D].gate, links[D2H].gate = Gate(1), Gate(1)
+        links[SSD_READ].gate = links[SSD_WRITE].gate = Gate(max(qd, 1))
         for path, ssd in ((SSD_READ, profile.ssd_read), (SSD_WRITE, profile.ssd_write)):
             # An op of fewer blocks than the queue depth cannot fill the queue.
             link = links[path]
@@ -138,25 +149,43 @@ class TimingModel:
         }
         limit = config.serving_config.max_concurrency
         self.slots = simpy.Resource(env, limit) if limit > 0 else None
-        self.decode_matters = self.slots is not None or self.gpu_cache.index is not None
+        self.working = WorkingPool(working_blocks(inp.requests, limit))
         self.records: list[tuple[Any, ...]] = []
         self.sequential = False
         self._pending: list[Any] = []  # one-at-a-time pacing: requests not started, reversed
         self.transfers: list[TransferRecord] | None = None  # a list: record every op
+        # A list: log every planner call as the engine's tracer does (event records).
+        self.events: list[dict[str, Any]] | None = None
+
+    def log(self, kind: str, request_id: str, **fields: Any) -> None:
+        """One planner call, numbered in call order (``ordered.replay_events`` reads it)."""
+        events = self.events
+        assert events is not None
+        events.append({"seq": len(events), "kind": kind, "id": request_id,
+                       "t": self.env.now, **fields})
+
+    def _complete(self, graph: TransferGraph, op: TransferOp) -> None:
+        if self.events is not None:
+            self.log("done", graph.request_id, graph=graph.kind, op_id=op.op_id, ok=True,
+                     first_bad=0)
+        self.planner.complete(graph, op)
 
     def _recorded(
-        self, graph: TransferGraph, op: TransferOp, copies: int, then: Callable[[], None]
+        self, graph: TransferGraph, op: TransferOp, copies: int, admitted: list[float],
+        then: Callable[[], None],
     ) -> Callable[[], None]:
-        """``then``, after appending ``op``'s record (it starts moving now; ``copies``: what
-        :meth:`_copies` gave it, an SSD op's I/O count when they are counted)."""
-        start, log, nbytes = self.env.now, self.transfers, op.blocks * self.block_bytes
+        """``then``, after appending ``op``'s record (submitted now; ``admitted`` gets the
+        time it left the queue; ``copies``: what :meth:`_copies` gave it, an SSD op's I/O
+        count when they are counted)."""
+        submit, log, nbytes = self.env.now, self.transfers, op.blocks * self.block_bytes
         assert log is not None
         ios = copies if self.count_ios and op.path in (SSD_READ, SSD_WRITE) else 0
 
         def ended() -> None:
+            start = admitted[0] if admitted else submit
             log.append(TransferRecord(
                 request_id=graph.request_id, op_id=op.op_id, path=op.path, num_bytes=nbytes,
-                num_blocks=op.blocks, t_submit=start, queue_s=0.0,
+                num_blocks=op.blocks, t_submit=submit, queue_s=start - submit,
                 transfer_s=self.env.now - start, deps=tuple(op.deps), ios=ios,
             ))
             then()
@@ -174,10 +203,24 @@ class TimingModel:
         return max(1, op.blocks * self.copies_per_block.get(op.path, 0))
 
     # -- transfer graphs -----------------------------------------------------------------
+    def _send(self, graph: TransferGraph, op: TransferOp, then: Callable[[], None]) -> None:
+        """Submit ``op`` to its link; ``then()`` once it has moved."""
+        copies = self._copies(op)
+        # Units of the link's queue it needs: SSD ops one per I/O (per block when the
+        # I/Os are not counted), capped at the depth by the gate.
+        need = copies if self.count_ios else op.blocks
+        if self.transfers is None:
+            self.links[op.path].transfer(op.blocks * self.block_bytes, copies, then, need)
+            return
+        admitted: list[float] = []
+        self.links[op.path].transfer(
+            op.blocks * self.block_bytes, copies,
+            self._recorded(graph, op, copies, admitted, then), need, admitted,
+        )
+
     def execute(self, graph: TransferGraph, then: Callable[[], None]) -> None:
         """Run ``graph``'s ops on the links as their dependencies allow, then call ``then``."""
-        links, block_bytes = self.links, self.block_bytes
-        complete = self.planner.complete
+        complete = self.planner.complete if self.events is None else self._complete
         if len(graph.ops) == 1:  # the common case: no dependencies to follow
             only = graph.ops[0]
 
@@ -187,22 +230,13 @@ class TimingModel:
                     record_writes(graph, self.store, only)
                 then()
 
-            copies = self._copies(only)
-            links[only.path].transfer(
-                only.blocks * block_bytes, copies,
-                single if self.transfers is None else self._recorded(graph, only, copies, single),
-            )
+            self._send(graph, only, single)
             return
         started: set[int] = set()
 
         def start(op: TransferOp) -> None:
             started.add(op.op_id)
-            copies = self._copies(op)
-            def ended() -> None:
-                done(op)
-
-            on_end = ended if self.transfers is None else self._recorded(graph, op, copies, ended)
-            links[op.path].transfer(op.blocks * block_bytes, copies, on_end)
+            self._send(graph, op, lambda: done(op))
 
         def done(op: TransferOp) -> None:
             complete(graph, op)
@@ -225,9 +259,7 @@ class TimingModel:
         arrival = req.t if arrival is None else arrival
         run = _RequestRun(self, req, arrival)
         if self.slots is None:
-            # Arrival and index match in one event: nothing can delay the match.
-            delay = arrival + (self.match_s if req.op == "get" else 0.0) - env.now
-            env.timeout(delay).callbacks.append(run.get)
+            env.timeout(arrival - env.now).callbacks.append(run.admitted)
         else:
             env.timeout(arrival - env.now).callbacks.append(run.queue)
 
@@ -248,6 +280,7 @@ class TimingModel:
             links=self.links,
             records=records,
             transfers=self.transfers,
+            events=self.events,
         )
 
     def submit_next(self) -> None:
@@ -269,13 +302,14 @@ class _RequestRun:
         "hits",
         "in_flight",
         "model",
+        "pending",
         "prefill_s",
         "put_done",
-        "put_pending",
         "req",
         "slot",
         "start",
         "ttft_s",
+        "working",
     )
 
     def __init__(self, model: TimingModel, req: Any, arrival: float) -> None:
@@ -284,14 +318,21 @@ class _RequestRun:
         self.slot: Any = None
         self.arrival = arrival  # the trace's time, or when the previous request ended
         self.start = arrival
-        self.put_pending = False
+        self.pending = 0  # of the PUT and the decode, those not over yet
 
     def queue(self, _event: Any = None) -> None:
         model = self.model
         self.slot = model.slots.request()  # type: ignore[union-attr]
         self.slot.callbacks.append(self.admitted)
 
-    def admitted(self, _event: Any) -> None:
+    def admitted(self, _event: Any = None) -> None:
+        model, req = self.model, self.req
+        self.gpu_blocks, self.gpu_handle = model.gpu_cache.acquire(req.keys, model.env.now)
+        self.working = len(req.keys) - self.gpu_blocks
+        if model.working.request(self.working, self):
+            self.granted()
+
+    def granted(self) -> None:
         env = self.model.env
         self.start = env.now
         if self.model.match_s and self.req.op == "get":
@@ -301,7 +342,6 @@ class _RequestRun:
 
     def get(self, _event: Any = None) -> None:
         model, req = self.model, self.req
-        self.gpu_blocks, self.gpu_handle = model.gpu_cache.acquire(req.keys, self.start)
         self.in_flight = False
         self.hits = (0, 0, 0)
         if req.op != "get":
@@ -314,8 +354,13 @@ class _RequestRun:
             req.request_id, req.keys, req.num_tokens, model.env.now,
             gpu_blocks=self.gpu_blocks, remote_known=known,
         )
+        if model.events is not None:
+            model.log("get", req.request_id, now=model.env.now, gpu_blocks=self.gpu_blocks,
+                      remote_known=known)
         if store is not None:
-            fail_lost_reads(planner, graph, store)
+            fail_lost_reads(planner, graph, store, None if model.events is None else (
+                lambda op, bad: model.log("done", req.request_id, graph="get", op_id=op.op_id,
+                                          ok=False, first_bad=bad)))
         self.in_flight = graph.in_flight
         self.graph = graph
         if graph.done:
@@ -350,31 +395,41 @@ class _RequestRun:
         model, req, env = self.model, self.req, self.model.env
         self.ttft_s = env.now - self.arrival
         self.put_done = env.now
+        self.pending = 2
         put = model.planner.plan_put(req.request_id, req.keys, req.num_tokens, env.now)
-        if not put.done:
-            self.put_pending = True
+        if model.events is not None:
+            model.log("put", req.request_id, now=env.now, gpu_blocks=0, remote_known=0)
+        if put.done:
+            self.pending -= 1
+        else:
             model.execute(put, self.put_finished)
         self.decode_s = req.output_tokens * model.compute.decode_step_s
-        if self.decode_s and model.decode_matters:
-            env.timeout(self.decode_s).callbacks.append(self.finish)
+        if self.decode_s:
+            env.timeout(self.decode_s).callbacks.append(self.decoded)
         else:
-            # Nothing waits for the end of decode (no slot to free, no GPU prefix cache to
-            # fill): its time is known, so it needs no event.
-            self.finish()
+            self.decoded()
 
     def put_finished(self) -> None:
         self.put_done = self.model.env.now
-        self.put_pending = False
-        if self.model.sequential and self.ttft_s + self.decode_s <= self.put_done - self.arrival:
-            self.model.submit_next()  # decode was over: the PUT was the last thing to wait for
+        self.pending -= 1
+        if not self.pending:
+            self.finish()
 
-    def finish(self, _event: Any = None) -> None:
+    def decoded(self, _event: Any = None) -> None:
+        self.pending -= 1
+        if not self.pending:
+            self.finish()
+
+    def finish(self) -> None:
+        """PUT and decode are over: the GPU blocks are free to keep or give back."""
         model, req, env = self.model, self.req, self.model.env
         model.gpu_cache.release(req.keys, self.gpu_handle, env.now)
         if self.slot is not None:
             model.slots.release(self.slot)  # type: ignore[union-attr]
+        for waiter in model.working.release(self.working):
+            waiter.granted()
         gpu_tokens = min(self.gpu_blocks * model.tpb, req.num_tokens)
-        if model.sequential and not self.put_pending:
+        if model.sequential:
             model.submit_next()
         model.records.append(
             [
@@ -404,6 +459,7 @@ def replay_timing(
     speed: float | str | None = None,
     progress: bool | None = None,
     record_transfers: bool = False,
+    record_events: bool = False,
 ) -> TimingResult:
     """Replay ``inp`` in simulated time on ``profile``'s devices.
 
@@ -413,6 +469,8 @@ def replay_timing(
     ``flexkv-run replay --speed max``). ``record_transfers``: keep a
     :class:`TransferRecord` per simulated op in ``TimingResult.transfers`` (its time
     on the link, fixed latency included; the twin has no device queue).
+    ``record_events``: log every planner call in ``TimingResult.events``, as the
+    engine's tracer does (:mod:`.ordered`).
     """
     requests = inp.requests
     if isinstance(speed, (int, float)):
@@ -421,6 +479,8 @@ def replay_timing(
     model = TimingModel(inp, profile, bin_s=max(span_hint / UTILISATION_BINS, 1e-3))
     if record_transfers:
         model.transfers = []
+    if record_events:
+        model.events = []
     env = model.env
     bar = progress_bar(len(requests), "simulate", progress)
     begin = time.perf_counter()
@@ -428,7 +488,7 @@ def replay_timing(
     with cyclic_gc_paused():
         if speed == "max":
             model.sequential = True
-            model.decode_matters = True  # the next request waits for the end of decode
+            model.working = WorkingPool(working_blocks(requests, 1))
             model._pending = list(reversed(requests))
             model.submit_next()
             env.run()

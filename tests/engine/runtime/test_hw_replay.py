@@ -123,10 +123,10 @@ def test_corrupted_cpu_block_is_reported_with_block_and_tier(workload) -> None:
                                emulate_compute=False)
     try:
         first = inp.requests[0]
-        emulator.serve(first, first.t, 0.0)
+        emulator.serve(first, 0.0)
         kv.host.buffer.zero_()  # every stored block is now wrong
         same = type(first)(first.t + 1, "get", "again", first.num_tokens, first.keys)
-        emulator.serve(same, same.t, 0.0)
+        emulator.serve(same, 0.0)
     finally:
         kv.close()
     assert emulator.failures

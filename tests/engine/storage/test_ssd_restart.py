@@ -166,7 +166,7 @@ kv = KVManager(inp.config, num_gpu_blocks=longest, ssd_backend=backend)
 serving = ServingEmulator(kv, 0, longest, inp.config.serving_config.compute,
                           emulate_compute=False)
 for req in requests[:-1]:
-    serving.serve(req, req.t, time.perf_counter())
+    serving.serve(req, time.perf_counter())
 last = requests[-1]
 slots = list(range(len(last.keys)))
 rid = kv.get_async(last.keys, slots, num_tokens=last.num_tokens, now=last.t)
