@@ -126,6 +126,9 @@ class HardwareProfile:
     network: Curve = Curve()
     network_write: Curve | None = None  # remote writes, when they differ from reads
     match_s: float = 0.0  # planning a GET (index match) before any transfer starts
+    # from a graph's last op done to its request seeing it done (the engine's completion
+    # path: poller wake-up and bookkeeping)
+    complete_s: float = 0.0
     compute: ComputeModel = field(default_factory=ComputeModel)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -192,6 +195,7 @@ _SECTIONS = (
     "network_write",
     "compute",
     "match",
+    "complete",
     "sources",
 )
 
@@ -239,10 +243,7 @@ def merge_profile(base: HardwareProfile, data: Any, source: str) -> HardwareProf
         # Keys it leaves out come from the read curve (this document's, if it sets one).
         start = base.network_write or updates.get("network", base.network)
         updates["network_write"] = _build(start, data["network_write"], "network_write", source)
-    if "match" in data:
-        updates["match_s"] = _value(parse_duration, data["match"], "match", source)
-    if "compute" in data:
-        updates["compute"] = _build(base.compute, data["compute"], "compute", source)
+    updates.update(_host_sections(base, data, source))
     sources = _section(data, "sources", source)
     for key, text in sources.items():
         if not isinstance(key, str) or not isinstance(text, str) or not text.strip():
@@ -253,6 +254,17 @@ def merge_profile(base: HardwareProfile, data: Any, source: str) -> HardwareProf
             )
     updates["sources"] = {**base.sources, **sources}
     return replace(base, **updates)
+
+
+def _host_sections(base: HardwareProfile, data: Mapping[str, Any], source: str) -> dict:
+    """The ``match``, ``complete`` and ``compute`` sections, where the document sets them."""
+    updates: dict[str, Any] = {}
+    for key, field_name in (("match", "match_s"), ("complete", "complete_s")):
+        if key in data:
+            updates[field_name] = _value(parse_duration, data[key], key, source)
+    if "compute" in data:
+        updates["compute"] = _build(base.compute, data["compute"], "compute", source)
+    return updates
 
 
 def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str, source: str) -> None:

@@ -18,12 +18,12 @@ import pytest
 
 pytest.importorskip("torch")
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
 
-from flexkv_engine.cli import main as run_main  # noqa: E402
-from flexkv_engine.trace import read_trace  # noqa: E402
-from flexkv_sim.cli import main as sim_main  # noqa: E402
-from flexkv_sim.workloads import generate, write_trace  # noqa: E402
+from flexkv_engine.cli import main as run_main
+from flexkv_engine.trace import read_trace
+from flexkv_sim.cli import main as sim_main
+from flexkv_sim.workloads import generate, write_trace
 
 SETS = [
     "model_config.num_layers=2", "model_config.num_kv_heads=2", "model_config.head_size=64",

@@ -24,7 +24,8 @@ Method (stated so a reader can check it), per path, over every op of every run g
 4. The hand-off between dependent ops (a completion handled, the next op dispatched),
    the median gap between an op's end and its dependent's submission, is added to every
    op's overhead. GET planning (``match``) is the median latency of GETs that moved
-   nothing.
+   nothing; ``complete``, the median time from a GET's or PUT's last op end to its end
+   (the engine's completion path).
 5. Compute: when a run emulated prefill (``--prefill model``), ``prefill_fixed``,
    ``prefill_per_token`` and ``prefill_quadratic`` are fitted to its per-request prefill
    times by non-negative least squares, and ``decode_step`` is its decode time per output
@@ -160,6 +161,21 @@ def _dispatch_gaps(run: RunData) -> list[float]:
             ]
             if ends:
                 gaps.append(max(rec.t_submit - max(ends), 0.0))
+    return gaps
+
+
+def _completion_gaps(run: RunData) -> list[float]:
+    """Per finished GET or PUT that moved something: its end (outcome) minus its last
+    op's end."""
+    ends: dict[tuple[str, bool], float] = {}
+    for rec in run.transfers:
+        key = (rec.request_id, rec.path in LOAD_PATHS)
+        ends[key] = max(ends.get(key, 0.0), rec.t_submit + rec.queue_s + rec.transfer_s)
+    gaps = []
+    for o in run.outcomes:
+        last = ends.get((o.request_id, o.op == "get"))
+        if last is not None and o.ok:
+            gaps.append(max(o.t - last, 0.0))
     return gaps
 
 
@@ -317,6 +333,11 @@ def calibrate(runs: RunData | Sequence[RunData]) -> tuple[dict[str, Any], list[P
     ]
     doc["match"] = float(np.median(idle)) if idle else 0.0
     doc["sources"]["match"] = f"median latency of {len(idle)} GETs that moved nothing"
+    ends = [gap for run in runs for gap in _completion_gaps(run)]
+    doc["complete"] = float(np.median(ends)) if ends else 0.0
+    doc["sources"]["complete"] = (
+        f"median time from the last op's end to the request's end over {len(ends)} GETs "
+        "and PUTs that moved something")
     _compute(runs, doc)
     return doc, list(fits.values())
 

@@ -116,6 +116,7 @@ class TimingModel:
         if "serving_config.compute" not in {k.rsplit(".", 1)[0] for k in config.explicit}:
             self.compute = profile.compute
         self.match_s = profile.match_s
+        self.complete_s = profile.complete_s
         qd = cache.ssd_cache_iouring_entries
         links = {
             H2D: FluidLink(env, H2D, profile.h2d_curve(cache), bin_s=bin_s),
@@ -219,7 +220,14 @@ class TimingModel:
         )
 
     def execute(self, graph: TransferGraph, then: Callable[[], None]) -> None:
-        """Run ``graph``'s ops on the links as their dependencies allow, then call ``then``."""
+        """Run ``graph``'s ops on the links as their dependencies allow, then call ``then``
+        (after the profile's ``complete`` time: the engine's completion path)."""
+        if self.complete_s:
+            after, env, delay = then, self.env, self.complete_s
+
+            def then() -> None:
+                env.timeout(delay).callbacks.append(lambda _ev: after())
+
         complete = self.planner.complete if self.events is None else self._complete
         if len(graph.ops) == 1:  # the common case: no dependencies to follow
             only = graph.ops[0]
