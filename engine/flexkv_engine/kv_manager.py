@@ -24,7 +24,7 @@ from typing import Any
 
 from .config import Config
 from .core.graph import TransferGraph, TransferOp
-from .core.keys import block_keys, tokens_in
+from .core.keys import block_keys
 from .core.paths import (
     CACHE_TIERS,
     D2H,
@@ -40,6 +40,7 @@ from .layout import KVLayout
 from .metrics import Metrics
 from .movers import gpu_mover, open_remote, open_ssd
 from .planning import build_planner
+from .request_life import tier_tokens
 from .storage.host_pool import GpuKVCache, HostPool
 from .trace import RequestRecord
 from .transfer.protocol import Done, Job, Mover
@@ -67,6 +68,7 @@ class KVResult:
     latency_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     in_flight: bool = False  # the GET stopped at blocks another request is still writing
+    served: dict[str, tuple[int, int]] = field(default_factory=dict)  # tier -> block range
 
 
 @dataclass
@@ -458,6 +460,7 @@ class KVManager:
             req.request_id, req.kind, status, len(graph.keys),
             loaded if req.kind == "get" else 0, hits, req.match_s,
             time.perf_counter() - req.started, list(req.errors), graph.in_flight,
+            dict(graph.served),
         )
         if self.tracer is not None:
             self.tracer.outcome(req.trace_id, req.kind, req.result, self.tokens_per_block,
@@ -479,12 +482,9 @@ class KVManager:
 
     def served_tokens(self, result: KVResult, num_tokens: int) -> dict[str, int]:
         """Tokens each tier served for a GET result (the operator guide's accounting)."""
-        tpb, out, start = self.tokens_per_block, {}, 0
-        for tier in (GPU, *CACHE_TIERS):
-            end = start + result.hit_blocks.get(tier, 0)
-            out[tier] = tokens_in(start, end, tpb, num_tokens)
-            start = end
-        return out
+        tokens = tier_tokens(result.hit_blocks.get(GPU, 0), result.served,
+                             self.tokens_per_block, num_tokens)
+        return dict(zip((GPU, *CACHE_TIERS), tokens, strict=True))
 
 
 __all__ = ["KVManager", "KVResult"]

@@ -10,7 +10,7 @@ from .config import CacheConfig
 from .core.index import TierIndex
 from .core.paths import CPU, REMOTE, SSD
 from .core.planner import Planner
-from .core.policies import make_policy
+from .core.policies import make_policy, policy_params
 from .core.ssd_ios import num_files
 
 
@@ -46,15 +46,12 @@ def build_planner(cache: CacheConfig, *, track_ids: bool = True) -> Planner:
     """
     if cache.tokens_per_block is None:
         raise ValueError("cache_config is not resolved: call Config.resolve() first")
+    settings = {key: getattr(cache, key) for key in policy_params()}
     tiers = {
         name: TierIndex(
             name,
             capacity,
-            make_policy(
-                cache.eviction_policy,
-                hit_reward_seconds=cache.hit_reward_seconds,
-                slru_protected_threshold=cache.slru_protected_threshold,
-            ),
+            make_policy(cache.eviction_policy, **settings),
             evict_ratio=cache.evict_ratio,
             evict_start_threshold=cache.evict_start_threshold,
             track_ids=track_ids,

@@ -167,11 +167,6 @@ class FluidLink:
         else:
             self._join(num_bytes, on_done, work)
 
-    def transfer_time_alone(self, num_bytes: int, copies: int = 1) -> float:
-        """What one transfer takes on an idle link, at the median jitter (for hand checks)."""
-        idle = max(0.0, self.queue_depth - num_bytes / self.io_bytes) * self.per_idle_slot_s
-        return self.curve.time(num_bytes, copies) + idle
-
     # -- processor sharing ---------------------------------------------------------------
     def _advance(self) -> None:
         now = self.env.now

@@ -43,3 +43,28 @@ def test_core_loads_no_torch_numpy_or_simpy(module: str) -> None:
 )
 def test_twin_and_config_load_no_torch(module: str) -> None:
     assert "torch" not in loaded_heavy_modules(module)
+
+
+#: The engine's data plane: the twin never needs it (DESIGN.md 1).
+DATA_PLANE = (
+    "flexkv_engine.storage", "flexkv_engine.transfer", "flexkv_engine.kv_manager",
+    "flexkv_engine.movers", "flexkv_engine.hw_replay", "flexkv_engine._native", "torch",
+)
+DATA_PLANE_PROBE = (
+    "import sys, importlib; importlib.import_module({module!r}); "
+    "print(','.join(sorted(m for m in sys.modules if m in {plane!r} "
+    "or m.startswith(tuple(p + '.' for p in {plane!r})))))"
+)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["flexkv_sim.cli", "flexkv_sim.replay.timing", "flexkv_sim.replay.shared",
+     "flexkv_sim.calibrate.validate", "flexkv_sim.doctor", "flexkv_sim.sweep"],
+)
+def test_twin_loads_none_of_the_data_plane(module: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", DATA_PLANE_PROBE.format(module=module, plane=DATA_PLANE)],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    assert out == ""

@@ -122,9 +122,5 @@ class TransferGraph:
             op for op in ops if op.status == PENDING and all(ops[d].status == DONE for d in op.deps)
         ]
 
-    def served_blocks(self, tier: str) -> int:
-        start, end = self.served.get(tier, (0, 0))
-        return end - start
-
     def __repr__(self) -> str:
         return f"TransferGraph(#{self.graph_id} {self.kind} {self.request_id} {self.ops})"

@@ -10,7 +10,7 @@ policy only combines them. Parameters are fixed at construction.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 
 class AccessState(Protocol):
@@ -27,9 +27,14 @@ Priority = tuple[float, ...]
 
 
 class EvictionPolicy:
-    """Base class: subclasses set ``name`` and implement :meth:`priority`."""
+    """Base class: subclasses set ``name`` and implement :meth:`priority`.
+
+    A policy with parameters names them in ``params``: ``cache_config`` keys, passed to
+    its constructor as keyword arguments of the same names (:func:`make_policy`).
+    """
 
     name: ClassVar[str] = ""
+    params: ClassVar[tuple[str, ...]] = ()
     #: True when a node's priority never decreases as it is accessed (LRU, LFU, ...):
     #: the index may then re-queue touched nodes lazily, when they reach the heap top.
     monotone: ClassVar[bool] = True
@@ -50,6 +55,7 @@ class LRU(EvictionPolicy):
     """
 
     name = "lru"
+    params = ("hit_reward_seconds",)
 
     def __init__(self, hit_reward_seconds: float = 0.0) -> None:
         if hit_reward_seconds < 0:
@@ -76,11 +82,13 @@ class SLRU(EvictionPolicy):
     """
 
     name = "slru"
+    params = ("slru_protected_threshold",)
 
-    def __init__(self, protected_threshold: int = 2) -> None:
-        if protected_threshold < 1:
-            raise ValueError(f"slru_protected_threshold must be >= 1, got {protected_threshold}")
-        self.protected_threshold = int(protected_threshold)
+    def __init__(self, slru_protected_threshold: int = 2) -> None:
+        if slru_protected_threshold < 1:
+            raise ValueError(
+                f"slru_protected_threshold must be >= 1, got {slru_protected_threshold}")
+        self.protected_threshold = int(slru_protected_threshold)
 
     def priority(self, node: AccessState) -> Priority:
         return (1 if node.hits >= self.protected_threshold else 0, node.last, node.seq)
@@ -119,17 +127,20 @@ POLICIES: dict[str, type[EvictionPolicy]] = {
 }
 
 
-def make_policy(
-    name: str, *, hit_reward_seconds: float = 0.0, slru_protected_threshold: int = 2
-) -> EvictionPolicy:
-    """Build the policy registered as ``name`` with the parameters that apply to it."""
+def policy_params() -> tuple[str, ...]:
+    """Every parameter some registered policy takes (``cache_config`` keys)."""
+    return tuple(sorted({p for cls in POLICIES.values() for p in cls.params}))
+
+
+def make_policy(name: str, **settings: Any) -> EvictionPolicy:
+    """Build the policy registered as ``name``.
+
+    ``settings``: ``cache_config`` values by key; the policy gets those it names in its
+    ``params``, and the others are not its business.
+    """
     cls = POLICIES.get(name)
     if cls is None:
         raise ValueError(
             f"unknown eviction_policy {name!r}; choose from: {', '.join(sorted(POLICIES))}"
         )
-    if cls is LRU:
-        return LRU(hit_reward_seconds)
-    if cls is SLRU:
-        return SLRU(slru_protected_threshold)
-    return cls()
+    return cls(**{key: settings[key] for key in cls.params if key in settings})

@@ -20,17 +20,14 @@ from typing import Any
 
 from ..kv_manager import KVManager
 from ..replay_input import ReplayInput
+from ..request_life import COLUMNS
 from ..serving_pool import working_blocks
 from ..summary import build_summary, percentiles
 from ..trace import RequestRecord
 from ..tracer import Tracer
 from .serving import IntegrityFailure, ServingEmulator
 
-RUN_COLUMNS = (
-    "request_id", "t", "op", "num_tokens", "num_blocks",
-    "gpu_tokens", "cpu_tokens", "ssd_tokens", "remote_tokens", "in_flight",
-    "queue_s", "get_s", "prefill_s", "ttft_s", "decode_s", "put_s", "end_t",
-)
+RUN_COLUMNS = COLUMNS  # a request's row: request_life.COLUMNS, as the twin's
 #: Worker threads at most when ``max_concurrency`` is 0 (no limit): requests beyond it
 #: wait for a thread, which a replay this busy would show as queueing anyway.
 MAX_THREADS = 1024
@@ -77,6 +74,10 @@ def run_replay(
                                emulate_compute=prefill == "model")
     records: list[tuple[Any, ...]] = []
     begin = time.perf_counter()
+    # The records' clock: seconds since the replay began; paced, the first arrival is
+    # at its trace time / speed, as in the twin.
+    start = 0.0 if speed is None or not inp.requests else inp.requests[0].t / speed
+    emulator.elapsed = lambda t: start + (t - begin)
     try:
         if speed is None:
             for req in inp.requests:

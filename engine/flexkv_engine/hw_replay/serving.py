@@ -28,6 +28,7 @@ from ..core.keys import tokens_in
 from ..core.paths import CACHE_TIERS, GPU
 from ..gpu_cache import GpuPrefixCache
 from ..kv_manager import KVManager, KVResult
+from ..request_life import tier_tokens
 from ..serving_pool import WorkingPool
 from ..trace import RequestRecord
 from .pattern import fill_slots, mismatched_slots
@@ -102,6 +103,8 @@ class ServingEmulator:
         self.compute = compute
         self.emulate_compute = emulate_compute
         self.clock: Clock = clock or (lambda req: req.t)
+        # perf_counter -> the replay's clock for the records (request_life.COLUMNS)
+        self.elapsed: Callable[[float], float] = lambda t: t
         self.failures: list[IntegrityFailure] = []
         self._lock = threading.Lock()  # the prefix cache and slot contents
 
@@ -156,22 +159,14 @@ class ServingEmulator:
             if added:
                 fill_slots(gpu, self.layout, added, keys[start : start + len(added)])
         self.pool.give(working)
-        hits = result.hit_blocks if result is not None else {GPU: gpu_blocks}
-        served = self._served_tokens(hits, tokens)
+        served = tier_tokens(gpu_blocks, result.served if result is not None else {}, tpb,
+                             tokens)
+        arrival = self.elapsed(arrived)
         return (
-            req.request_id, req.t, req.op, tokens, len(keys), served[GPU],
-            *(served[t] for t in CACHE_TIERS), bool(result and result.in_flight),
-            started - arrived, get_s, prefill_s, ttft_s, decode_s, put_s,
-            time.perf_counter() - arrived,
+            req.request_id, arrival, req.op, tokens, len(keys), *served,
+            bool(result and result.in_flight), started - arrived, get_s, prefill_s, ttft_s,
+            decode_s, put_s, self.elapsed(time.perf_counter()),
         )
-
-    def _served_tokens(self, hits: dict[str, int], tokens: int) -> dict[str, int]:
-        tpb, start, out = self.kv.tokens_per_block, 0, {}
-        for tier in (GPU, *CACHE_TIERS):
-            end = start + hits.get(tier, 0)
-            out[tier] = tokens_in(start, end, tpb, tokens)
-            start = end
-        return out
 
     def _check(self, req: RequestRecord, slots: list[int], result: KVResult) -> None:
         first = result.hit_blocks.get(GPU, 0)

@@ -157,11 +157,6 @@ def block_size_or(block_size: int | None, default: int) -> int:
     return block_size
 
 
-def blocks_needed(num_tokens: int, tokens_per_block: int) -> int:
-    """Number of blocks that hold ``num_tokens`` tokens (the last may be partial)."""
-    return -(-num_tokens // tokens_per_block)
-
-
 def check_key_count(
     keys_: list[int], num_tokens: int, tokens_per_block: int, keys_name: str, tokens_name: str
 ) -> None:

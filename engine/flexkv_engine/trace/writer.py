@@ -68,10 +68,6 @@ class TraceWriter:
         self._out.write(text.encode("utf-8") + b"\n")
         self._line += 1
 
-    @property
-    def lines_written(self) -> int:
-        return self._line
-
     def close(self) -> None:
         self._out.close()
 

@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from flexkv_engine.config import Config
 from flexkv_engine.config.model import GIB
 
-from ..devices import FluidLink
 from ..hardware import DEFAULT_PROFILES, HardwareProfile, load_profiles
 from ..sweep.scenario import LoadedTrace, Scenario, load_trace, point_config, prepare_point
 
@@ -110,30 +108,6 @@ def tier_memory(config: Config) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def _op_times() -> Iterator[list[tuple[str, int, float]]]:
-    """Record ``(path, bytes, seconds)`` of every link transfer while inside."""
-    ops: list[tuple[str, int, float]] = []
-    original = FluidLink.transfer
-
-    def transfer(
-        self: FluidLink, num_bytes: int, copies: int, on_done: Any, *args: Any
-    ) -> None:
-        start = self.env.now
-
-        def done() -> None:
-            ops.append((self.name, num_bytes, self.env.now - start))
-            on_done()
-
-        original(self, num_bytes, copies, done, *args)
-
-    FluidLink.transfer = transfer  # type: ignore[method-assign]
-    try:
-        yield ops
-    finally:
-        FluidLink.transfer = original  # type: ignore[method-assign]
-
-
 class Doctor:
     """One scenario's trace (loaded once), its config and its hardware profiles."""
 
@@ -192,10 +166,10 @@ class Doctor:
         block_bytes = inp.config.model_config.bytes_per_block(
             inp.config.cache_config.tokens_per_block
         )
-        with _op_times() as ops:
-            timed = replay_timing(inp, self.profile, progress=False)
+        timed = replay_timing(inp, self.profile, progress=False, record_transfers=True)
         paths: dict[str, dict[str, Any]] = {}
-        for path, num_bytes, seconds in ops:
+        for op in timed.transfers or []:
+            path, num_bytes, seconds = op.path, op.num_bytes, op.queue_s + op.transfer_s
             p = paths.setdefault(
                 path, {"ops": 0, "blocks": 0, "time_s": 0.0, "block_s": 0.0, "max_block_s": 0.0}
             )

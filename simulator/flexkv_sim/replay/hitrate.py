@@ -12,29 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flexkv_engine.core.keys import tokens_in
-from flexkv_engine.core.paths import CACHE_TIERS
 from flexkv_engine.core.planner import Planner
 from flexkv_engine.gpu_cache import GpuPrefixCache
 from flexkv_engine.planning import build_planner
 from flexkv_engine.replay_input import ReplayInput
+from flexkv_engine.request_life import HIT_COLUMNS, tier_tokens
 from flexkv_engine.trace import RequestRecord
 
 from ..progress import cyclic_gc_paused, progress_bar
 from .store import StoreModel, fail_lost_reads, record_writes
 
-RECORD_COLUMNS = (
-    "request_id",
-    "t",
-    "op",
-    "num_tokens",
-    "num_blocks",
-    "gpu_tokens",
-    "cpu_tokens",
-    "ssd_tokens",
-    "remote_tokens",
-    "in_flight",
-)
+RECORD_COLUMNS = HIT_COLUMNS  # request_life.COLUMNS up to in_flight (no timing)
 
 
 @dataclass
@@ -119,10 +107,7 @@ def _graph_step(planner: Planner, store: StoreModel | None = None) -> Step:
                 fail_lost_reads(planner, graph, store)
             run(graph)
             in_flight = graph.in_flight
-            for j, tier in enumerate(CACHE_TIERS):
-                rng = graph.served.get(tier)
-                if rng is not None:
-                    hits[j] = tokens_in(rng[0], rng[1], tpb, tokens)
+            hits = list(tier_tokens(0, graph.served, tpb, tokens)[1:])
         put = run(plan_put(req.request_id, keys, tokens, now))
         if store is not None:
             record_writes(put, store)

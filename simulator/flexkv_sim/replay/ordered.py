@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flexkv_engine.core.graph import TransferGraph
-from flexkv_engine.core.keys import tokens_in
 from flexkv_engine.core.paths import (
-    CACHE_TIERS,
     D2H,
     REMOTE_READ,
     REMOTE_WRITE,
@@ -31,6 +29,7 @@ from flexkv_engine.core.paths import (
 )
 from flexkv_engine.planning import build_planner
 from flexkv_engine.replay_input import ReplayInput
+from flexkv_engine.request_life import tier_tokens
 
 #: Paths whose completion makes a PUT's blocks ready in a tier: CPU, SSD, remote.
 WRITE_PATHS = (D2H, SSD_WRITE, REMOTE_WRITE)
@@ -93,12 +92,8 @@ def replay_events(inp: ReplayInput, events: Iterable[dict[str, Any]]) -> Ordered
     for (rid, kind), graph in graphs.items():
         if kind != "get":
             continue
-        tokens = requests[rid].num_tokens
-        hits = []
-        for tier in CACHE_TIERS:
-            start, end = graph.served.get(tier, (0, 0))
-            hits.append(tokens_in(start, end, tpb, tokens))
-        out.hits[rid] = (hits[0], hits[1], hits[2])
+        _, cpu, ssd, remote = tier_tokens(0, graph.served, tpb, requests[rid].num_tokens)
+        out.hits[rid] = (cpu, ssd, remote)
     return out
 
 

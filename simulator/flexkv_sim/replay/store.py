@@ -19,7 +19,7 @@ from flexkv_engine.core.graph import DONE, PENDING, TransferGraph, TransferOp
 from flexkv_engine.core.paths import REMOTE_READ, REMOTE_WRITE
 from flexkv_engine.core.planner import Planner
 from flexkv_engine.layout import KVLayout
-from flexkv_engine.storage.remote.base import gib_to_bytes, object_size
+from flexkv_engine.object_sizes import gib_to_bytes, object_size
 
 
 class StoreModel:

@@ -30,7 +30,6 @@ import simpy
 
 from flexkv_engine.core.graph import TransferGraph, TransferOp
 from flexkv_engine.core.paths import (
-    CACHE_TIERS,
     D2H,
     H2D,
     REMOTE_READ,
@@ -44,6 +43,7 @@ from flexkv_engine.gpu_cache import GpuPrefixCache
 from flexkv_engine.layout import KVLayout
 from flexkv_engine.planning import build_planner, ssd_num_files
 from flexkv_engine.replay_input import ReplayInput
+from flexkv_engine.request_life import COLUMNS, tier_tokens
 from flexkv_engine.serving_pool import WorkingPool, working_blocks
 from flexkv_engine.trace import TransferRecord
 
@@ -52,25 +52,7 @@ from ..hardware import HardwareProfile
 from ..progress import cyclic_gc_paused, progress_bar
 from .store import StoreModel, fail_lost_reads, record_writes
 
-TIMING_COLUMNS = (
-    "request_id",
-    "t",
-    "op",
-    "num_tokens",
-    "num_blocks",
-    "gpu_tokens",
-    "cpu_tokens",
-    "ssd_tokens",
-    "remote_tokens",
-    "in_flight",
-    "queue_s",
-    "get_s",
-    "prefill_s",
-    "ttft_s",
-    "decode_s",
-    "put_s",
-    "end_t",
-)
+TIMING_COLUMNS = COLUMNS  # a request's row: request_life.COLUMNS, as the engine's
 UTILISATION_BINS = 200
 
 
@@ -378,14 +360,7 @@ class _RequestRun:
 
     def loaded(self) -> None:
         # What was served, once the graph ended (a failed read shrinks it).
-        served = self.graph.served
-        tpb, tokens = self.model.tpb, self.req.num_tokens
-        hits = [0, 0, 0]
-        for j, tier in enumerate(CACHE_TIERS):
-            rng = served.get(tier)
-            if rng is not None:
-                hits[j] = min(rng[1] * tpb, tokens) - min(rng[0] * tpb, tokens)
-        self.hits = tuple(hits)
+        self.hits = tier_tokens(0, self.graph.served, self.model.tpb, self.req.num_tokens)[1:]
         self.get_s = self.model.env.now - self.start
         self.prefill()
 
@@ -455,7 +430,7 @@ class _RequestRun:
                 self.ttft_s,
                 self.decode_s,
                 self,
-                self.arrival + self.ttft_s + self.decode_s,
+                env.now,
             ]
         )
 

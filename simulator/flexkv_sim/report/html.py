@@ -99,10 +99,6 @@ def note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
 
-def paragraph(text: str) -> str:
-    return f"<p>{html.escape(text)}</p>"
-
-
 def table(
     header: Sequence[str], rows: Iterable[Sequence[Any]], code_cols: Collection[int] = ()
 ) -> str:

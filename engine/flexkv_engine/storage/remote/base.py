@@ -28,11 +28,14 @@ import struct
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from ...object_sizes import REMOTE_HEADER_SIZE, gib_to_bytes, object_size
+
 MAGIC = b"FKVB"
 VERSION = 1
 _HEAD = struct.Struct("<4sHH16sQI")  # everything the header CRC covers
 _CRC = struct.Struct("<I")
 HEADER_SIZE = _HEAD.size + _CRC.size
+assert HEADER_SIZE == REMOTE_HEADER_SIZE, "object_sizes.REMOTE_HEADER_SIZE follows the format"
 KEY_BITS = 128
 
 
@@ -93,11 +96,6 @@ def key_name(key: int) -> str:
     return f"{key:032x}"
 
 
-def object_size(stride: int) -> int:
-    """Bytes of one stored object: header and payload."""
-    return HEADER_SIZE + stride
-
-
 def encode_header(key: int, payload: memoryview | bytes) -> bytes:
     """The header of ``key``'s object holding ``payload``."""
     from ... import _native
@@ -144,6 +142,8 @@ def check_views(stride: int, keys: Sequence[int], views: Sequence[memoryview]) -
             raise ValueError(f"a view of {view.nbytes} bytes; blocks are {stride} bytes")
 
 
-def gib_to_bytes(gib: float | None) -> int | None:
-    """A ``*_gb`` capacity (GiB) in bytes; None stays None (no bound)."""
-    return None if gib is None else int(gib * 2**30)
+__all__ = [
+    "HEADER_SIZE", "KEY_BITS", "MAGIC", "VERSION", "RemoteStore", "RemoteStoreError",
+    "RemoteUnavailable", "check_object", "check_views", "encode_header", "gib_to_bytes",
+    "key_name", "object_size",
+]
