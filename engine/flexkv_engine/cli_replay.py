@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -141,6 +142,12 @@ def replay(
         bar = tqdm(total=len(inp.requests), desc="replay", unit="req", file=sys.stderr, delay=1.0)
     with ExitStack() as stack:
         trace_path = run_dir / "trace.jsonl" if run_dir is not None else None
+        # enable_trace: the tracer's file is written too (a copy of the run's trace when
+        # --out is given), with every request record, so that it replays.
+        also_trace = (Path(inp.config.cache_config.trace_file_path)
+                      if inp.config.cache_config.enable_trace else None)
+        if trace_path is None and also_trace is not None:
+            trace_path, also_trace = also_trace, None
         if timeline is not None and trace_path is None:
             trace_path = Path(stack.enter_context(TemporaryDirectory())) / "trace.jsonl"
         metrics = None
@@ -164,6 +171,11 @@ def replay(
         finally:
             if bar is not None:
                 bar.close()
+        if also_trace is not None and trace_path is not None:
+            also_trace.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(trace_path, also_trace)
+            click.echo(f"flexkv-run: enable_trace: the trace is in {trace_path} and, as "
+                       f"trace_file_path asks, in {also_trace}", err=True)
         if timeline is not None:
             from .timeline import read_transfers, write_chrome_trace
 

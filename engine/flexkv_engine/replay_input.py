@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from .config import Config, ConfigError, load_config
 from .core.keys import reblock, reblock_factor
-from .trace import RequestRecord, TraceHeader, load_requests
+from .trace import RequestRecord, TraceError, TraceHeader, load_requests
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,11 @@ class ReplayInput:
     trace_format: str
     recorded_tokens_per_block: int
     load_s: float  # reading, converting and re-blocking the trace
+
+
+def no_requests_message(trace_path: str | os.PathLike[str]) -> str:
+    return (f"{os.fspath(trace_path)}: no request records, nothing to replay (a trace needs "
+            "`request` records; see traces/FORMAT.md)")
 
 
 def prepare_replay(
@@ -44,6 +49,8 @@ def prepare_replay(
     if config is None:
         config = load_config(config_path, overrides=overrides)
     header, requests = load_requests(trace_path, format=trace_format, block_size=block_size)
+    if not requests:
+        raise TraceError(no_requests_message(trace_path))
     recorded = header.tokens_per_block
     config = config.resolve(trace_tokens_per_block=recorded)
     wanted = config.cache_config.tokens_per_block

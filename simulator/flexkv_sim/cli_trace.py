@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from flexkv_engine.cli_common import echo_json, exit_on_bad_input
+from flexkv_engine.replay_input import no_requests_message
 from flexkv_engine.trace import (
     IMPORTERS,
     RequestRecord,
@@ -199,6 +200,8 @@ def stats(trace_path: str, trace_format: str | None, block_size: int | None, as_
     then all its keys count as seen. No finite cache of the same block size does better.
     """
     result = asdict(trace_file_stats(trace_path, format=trace_format, block_size=block_size))
+    if not result["requests"]:
+        raise TraceError(no_requests_message(trace_path))
     if as_json:
         echo_json(result)
         return
