@@ -7,6 +7,7 @@ package), print one line or a table. Bad input exits with status 2 and one line.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -25,6 +26,7 @@ from flexkv_engine.trace import (
     write_mooncake,
 )
 
+from .progress import progress_bar
 from .workloads import (
     ARRIVALS,
     DEFAULT_BURSTINESS,
@@ -36,6 +38,9 @@ from .workloads import (
     trace_file_stats,
     write_trace,
 )
+
+#: ``trace generate --requests`` at most (about 20 GB of trace at chat sizes).
+MAX_GENERATED_REQUESTS = 10_000_000
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,9 +87,9 @@ def trace() -> None:
 @click.option(
     "--requests",
     "num_requests",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_GENERATED_REQUESTS),
     required=True,
-    help="Number of requests (all GETs).",
+    help=f"Number of requests (all GETs), at most {MAX_GENERATED_REQUESTS:,}.",
 )
 @click.option("--seed", type=int, required=True, help="Same seed, same file, byte for byte.")
 @click.option(
@@ -177,7 +182,10 @@ def generate_cmd(
         key_mode=key_mode,
         **parse_params(workload, params),
     )
-    written = write_trace(output, header, records)
+    bar = progress_bar(num_requests, "generate")
+    with _terminate_as_interrupt():
+        written = write_trace(output, header, _counted(records, bar))
+    bar.close()
     click.echo(
         f"wrote {written} {workload} requests (seed {seed}, {rate:g}/s {arrival}, "
         f"{block_size}-token blocks) to {output}"
@@ -261,6 +269,26 @@ def convert_cmd(
             with _replaced(dst) as partial:
                 written = write_mooncake(_gets(source.requests()), partial, tokens_per_block)
     click.echo(f"wrote {written} records ({target}, {tokens_per_block}-token blocks) to {dst}")
+
+
+def _counted(records: Iterator[RequestRecord], bar: Any) -> Iterator[RequestRecord]:
+    for i, record in enumerate(records, 1):
+        yield record
+        if i % 1000 == 0:
+            bar.update(1000)
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``) unwinds like Ctrl-C, so a half-written file is removed."""
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _gets(requests: Iterator[RequestRecord]) -> Iterator[RequestRecord]:
