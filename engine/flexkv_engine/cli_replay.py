@@ -190,6 +190,8 @@ def replay(
             inp.config,
             records_format=records_format,
         )
+    for warning in run.summary["warnings"]:
+        click.echo(f"flexkv-run: warning: {warning}", err=True)
     if as_json:
         echo_json(run.summary)
     else:

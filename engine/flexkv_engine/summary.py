@@ -83,7 +83,28 @@ def build_summary(
     }
     if extra:
         summary.update(extra)
+    longest = max((len(r.keys) for r in inp.requests), default=0)
+    summary["longest_prompt_blocks"] = longest
+    summary["warnings"] = capacity_warnings(summary["tiers"], longest)
     return summary
+
+
+def capacity_warnings(tiers: dict[str, dict[str, Any]], longest_blocks: int) -> list[str]:
+    """A sentence per tier that could not place blocks it was asked to (allocation
+    failures): the hit rate then says more about the tier's size than about the
+    workload, so both tools print these and the report shows them."""
+    out = []
+    for name, tier in tiers.items():
+        failures = tier.get("alloc_failures") or 0
+        if not failures:
+            continue
+        capacity = tier["capacity_blocks"]
+        key = f"cache_config.num_{name}_blocks"
+        fits = (f"the longest prompt is {longest_blocks:,} blocks, more than the tier holds"
+                if longest_blocks > capacity else "in-flight requests held the tier full")
+        out.append(f"{name} tier: {failures:,} allocation failures in {capacity:,} blocks "
+                   f"({fits}); its hits are bounded by its size: raise {key}")
+    return out
 
 
 def percentiles(values: Any) -> dict[str, float | None]:

@@ -152,6 +152,8 @@ def replay(
             from .report import write_report
 
             report_path = write_report(run_dir)
+    for warning in summary["warnings"]:
+        click.echo(f"flexkv-sim: warning: {warning}", err=True)
     if as_json:
         echo_json(summary)
         return

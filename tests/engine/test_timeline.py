@@ -91,7 +91,7 @@ def test_twin_timing_replay_writes_its_transfers(workload, tmp_path) -> None:
     ])
     assert result.exit_code == 0, result.output
     spans, tracks = check_trace(out, "flexkv-sim")
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)  # --json: the summary alone on stdout
     assert summary["requests"] == 40
     # The same replay in the library: the records it keeps are what the file holds.
     inp = prepare_replay(str(workload), overrides=tuple(overrides))

@@ -64,6 +64,7 @@ def _overview(page: Page, run: RunData) -> None:
         table(("key figure", "value"), tables.key_figure_rows(run)),
     ]
     parts += [note(n) for n in run.notes]
+    parts += [note(f"Warning: {w}") for w in run.summary.get("warnings") or []]
     page.section("Overview", *parts)
 
 
