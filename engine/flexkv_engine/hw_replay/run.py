@@ -25,6 +25,7 @@ from ..serving_pool import working_blocks
 from ..summary import build_summary, percentiles
 from ..trace import RequestRecord
 from ..tracer import Tracer
+from .resources import check_resources
 from .serving import IntegrityFailure, ServingEmulator
 
 RUN_COLUMNS = COLUMNS  # a request's row: request_life.COLUMNS, as the twin's
@@ -59,6 +60,8 @@ def run_replay(
     working = working_blocks(inp.requests, concurrency)
     pacing = {"type": "pacing", "speed": "max" if speed is None else speed, "prefill": prefill,
               "max_concurrency": concurrency, "working_blocks": working}
+    longest = max((len(r.keys) for r in inp.requests), default=0)
+    check_resources(config, device, prefix_blocks + working, longest)  # before allocating
     tracer = None
     if trace_path is not None:
         tracer = Tracer(str(trace_path), config, meta={"device": device, "pacing": pacing})
