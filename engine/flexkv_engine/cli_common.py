@@ -95,3 +95,27 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
+
+
+def print_summary(summary: dict, out: str | None = None, report_path: Any = None) -> None:
+    """The terminal summary of a replay, the same for ``flexkv-sim`` and ``flexkv-run``."""
+    by_tier = summary["hit_rate_by_tier"]
+    click.echo(f"requests        {summary['requests']}")
+    click.echo(f"prompt tokens   {summary['prompt_tokens']}")
+    click.echo(f"hit rate        {summary['hit_rate']:.4f}  (CPU + SSD + remote / prompt tokens)")
+    tiers = "  ".join(f"{t} {r:.4f}" for t, r in by_tier.items())
+    click.echo(f"by tier         {tiers}")
+    latency = summary.get("latency")
+    if latency:
+        for name, label in (("get_s", "GET latency"), ("ttft_s", "TTFT")):
+            p = latency[name]
+            if p["p50"] is not None:
+                click.echo(
+                    f"{label:<16}p50 {p['p50'] * 1e3:.3f} ms  p90 {p['p90'] * 1e3:.3f} ms  "
+                    f"p99 {p['p99'] * 1e3:.3f} ms"
+                )
+    click.echo(f"load / replay   {summary['load_s']:.3f} s / {summary['wall_s']:.3f} s")
+    if out is not None:
+        click.echo(f"results in      {out}")
+    if report_path is not None:
+        click.echo(f"report          {report_path}")

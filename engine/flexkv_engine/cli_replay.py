@@ -10,7 +10,13 @@ from tempfile import TemporaryDirectory
 
 import click
 
-from .cli_common import echo_json, exit_on_bad_input, progress_option, trace_options
+from .cli_common import (
+    echo_json,
+    exit_on_bad_input,
+    print_summary,
+    progress_option,
+    trace_options,
+)
 from .replay_input import prepare_replay
 from .results import RECORD_FORMATS, write_results
 
@@ -195,12 +201,8 @@ def replay(
     if as_json:
         echo_json(run.summary)
     else:
-        s = run.summary
-        click.echo(
-            f"requests {s['requests']}  hit rate {s['hit_rate']:.4f}  "
-            f"by tier {s['hit_rate_by_tier']}  wall {s['wall_s']:.2f} s"
-        )
-        click.echo(f"integrity failures {s['integrity_failures']}")
+        print_summary(run.summary, out)
+        click.echo(f"integrity       {run.summary['integrity_failures']} failures")
     for failure in run.failures[:20]:
         click.echo(f"flexkv-run: integrity: {failure}", err=True)
     if run.failures:

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import click
 
-from flexkv_engine.cli_common import echo_json, exit_on_bad_input, progress_option, trace_options
+from flexkv_engine.cli_common import (
+    echo_json,
+    exit_on_bad_input,
+    print_summary,
+    progress_option,
+    trace_options,
+)
 from flexkv_engine.replay_input import prepare_replay
 
 from . import __version__
@@ -157,30 +163,7 @@ def replay(
     if as_json:
         echo_json(summary)
         return
-    _print_human(summary, out, report_path)
-
-
-def _print_human(summary: dict, out: str | None, report_path: Path | None) -> None:
-    by_tier = summary["hit_rate_by_tier"]
-    click.echo(f"requests        {summary['requests']}")
-    click.echo(f"prompt tokens   {summary['prompt_tokens']}")
-    click.echo(f"hit rate        {summary['hit_rate']:.4f}  (CPU + SSD + remote / prompt tokens)")
-    tiers = "  ".join(f"{t} {r:.4f}" for t, r in by_tier.items())
-    click.echo(f"by tier         {tiers}")
-    latency = summary.get("latency")
-    if latency:
-        for name, label in (("get_s", "GET latency"), ("ttft_s", "TTFT")):
-            p = latency[name]
-            if p["p50"] is not None:
-                click.echo(
-                    f"{label:<16}p50 {p['p50'] * 1e3:.3f} ms  p90 {p['p90'] * 1e3:.3f} ms  "
-                    f"p99 {p['p99'] * 1e3:.3f} ms"
-                )
-    click.echo(f"load / replay   {summary['load_s']:.3f} s / {summary['wall_s']:.3f} s")
-    if out is not None:
-        click.echo(f"results in      {out}")
-    if report_path is not None:
-        click.echo(f"report          {report_path}")
+    print_summary(summary, out, report_path)
 
 
 main.add_command(trace)

@@ -68,3 +68,14 @@ def test_a_trace_without_requests_is_an_error(tmp_path, command) -> None:
     result = CliRunner().invoke(sim_main, [*command, str(empty)])
     assert result.exit_code == 2
     assert "no request records" in result.output
+
+
+def test_the_terminal_summary_is_the_twins_table(chat, tmp_path) -> None:
+    args = ["replay", str(chat), "--speed", "max"]
+    for s in SETS[:5]:
+        args += ["--set", s]
+    result = CliRunner().invoke(run_main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:4]] == ["requests", "prompt", "hit", "by"]
+    assert "{" not in result.stdout and lines[-1].startswith("integrity       0 failures")
