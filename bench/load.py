@@ -45,16 +45,6 @@ PREFILL = [
     "serving_config.compute.prefill_per_token_s=20.95e-6",
     "serving_config.compute.prefill_quadratic_s=2.13e-9",
 ]
-CONFIG_A = [
-    "cache_config.num_cpu_blocks=300",
-    "cache_config.num_ssd_blocks=20000",
-    "cache_config.ssd_cache_iouring_entries=32",
-]
-CONFIG_B = [
-    "cache_config.num_cpu_blocks=600",
-    "cache_config.num_ssd_blocks=20000",
-    "cache_config.ssd_cache_iouring_entries=16",
-]
 GPU_CONFIG_A = [
     "cache_config.num_cpu_blocks=600",
     "cache_config.num_ssd_blocks=6000",
