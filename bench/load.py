@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibration import LAYOUT, pressure, sh
+from calibration import CONFIG_A, CONFIG_B, LAYOUT, pressure, sh
 
 PREFILL = [
     "serving_config.compute.prefill_fixed_s=7.34e-3",
