@@ -23,9 +23,10 @@ DTYPE_ALIASES = {
     "float": "float32",
     "fp8": "float8_e4m3fn",
 }
-# The remote stores of flexkv_engine.storage.remote (a test keeps the two lists equal).
-# Mooncake Store is left out: we cannot make sure that its sockets stay on 127.0.0.1.
-REMOTE_BACKENDS = ("fs", "redis")
+#: The remote stores, the one list of them: ``remote_backend`` -> the module of
+#: ``flexkv_engine.storage.remote`` whose ``open_store(cache_config, stride)`` opens it.
+#: Mooncake Store is left out: we cannot make sure that its sockets stay on 127.0.0.1.
+REMOTE_BACKENDS = {"fs": "fs", "redis": "redis_store"}
 
 
 def policy_names() -> list[str]:

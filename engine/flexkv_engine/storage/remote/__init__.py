@@ -16,10 +16,11 @@ CRC-32C (:mod:`.base`), so a load never returns another block's or damaged bytes
 
 from __future__ import annotations
 
-import os
+import importlib
 from collections.abc import Callable
 from typing import Any
 
+from ...config.schema import REMOTE_BACKENDS
 from .base import (
     HEADER_SIZE,
     RemoteStore,
@@ -29,52 +30,28 @@ from .base import (
     key_name,
     object_size,
 )
-
-DEFAULT_FS_DIR = "./flexkv_remote"
-"""The fs store's directory when ``remote_url`` is not set."""
+from .fs import DEFAULT_FS_DIR
 
 
-def _open_fs(cache: Any, stride: int) -> RemoteStore:
-    from .fs import FsRemoteStore
+def _opener(backend: str, module: str) -> Callable[[Any, int], RemoteStore]:
+    def open_store(cache: Any, stride: int) -> RemoteStore:
+        try:
+            found = importlib.import_module(f"{__name__}.{module}")
+        except ImportError as exc:
+            raise RemoteStoreError(
+                f"remote_backend {backend!r} cannot be loaded ({exc}): its packages come "
+                "with the engine extra (pip install '.[engine]')"
+            ) from None
+        opened: RemoteStore = found.open_store(cache, stride)
+        return opened
 
-    url = cache.remote_url or DEFAULT_FS_DIR
-    if url.startswith("file://"):
-        url = url.removeprefix("file://")
-    elif "://" in url:
-        raise RemoteStoreError(f"the fs remote store takes a directory, got remote_url {url!r}")
-    return FsRemoteStore(
-        os.path.expanduser(url),
-        stride,
-        key_prefix=cache.remote_key_prefix,
-        capacity_bytes=gib_to_bytes(cache.remote_store_capacity_gb),
-    )
-
-
-def _open_redis(cache: Any, stride: int) -> RemoteStore:
-    try:
-        from .redis_store import RedisRemoteStore
-    except ImportError as exc:
-        raise RemoteStoreError(
-            f"remote_backend 'redis' needs the redis package ({exc}): "
-            "pip install 'redis[hiredis]' (the engine extra)"
-        ) from None
-    try:
-        return RedisRemoteStore(
-            cache.remote_url,
-            stride,
-            key_prefix=cache.remote_key_prefix,
-            password=cache.remote_password,
-            capacity_bytes=gib_to_bytes(cache.remote_store_capacity_gb),
-        )
-    except ValueError as exc:  # redis-py's complaint about the URL
-        raise RemoteStoreError(f"remote_url {cache.remote_url!r}: {exc}") from None
+    return open_store
 
 
-#: remote_backend -> opener(cache_config, stride). The names are the config schema's
-#: ``REMOTE_BACKENDS`` (a test keeps the two equal).
+#: remote_backend -> opener(cache_config, stride), one per entry of the config schema's
+#: ``REMOTE_BACKENDS``: each backend module defines ``open_store(cache_config, stride)``.
 REMOTE_STORES: dict[str, Callable[[Any, int], RemoteStore]] = {
-    "fs": _open_fs,
-    "redis": _open_redis,
+    name: _opener(name, module) for name, module in REMOTE_BACKENDS.items()
 }
 
 

@@ -143,7 +143,17 @@ def check_views(stride: int, keys: Sequence[int], views: Sequence[memoryview]) -
 
 
 __all__ = [
-    "HEADER_SIZE", "KEY_BITS", "MAGIC", "VERSION", "RemoteStore", "RemoteStoreError",
-    "RemoteUnavailable", "check_object", "check_views", "encode_header", "gib_to_bytes",
-    "key_name", "object_size",
+    "HEADER_SIZE",
+    "KEY_BITS",
+    "MAGIC",
+    "VERSION",
+    "RemoteStore",
+    "RemoteStoreError",
+    "RemoteUnavailable",
+    "check_object",
+    "check_views",
+    "encode_header",
+    "gib_to_bytes",
+    "key_name",
+    "object_size",
 ]

@@ -65,7 +65,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .base import (
     HEADER_SIZE,
@@ -74,12 +74,15 @@ from .base import (
     check_object,
     check_views,
     encode_header,
+    gib_to_bytes,
     key_name,
     object_size,
 )
 
 log = logging.getLogger(__name__)
 
+DEFAULT_FS_DIR = "./flexkv_remote"
+"""The store's directory when ``remote_url`` is not set."""
 USAGE_FILE = ".usage"
 _USAGE = struct.Struct("<QQQ")  # objects, bytes, last write stamp (ns)
 _NAME = re.compile(r"[0-9a-f]{32}")
@@ -530,3 +533,19 @@ def _suppress_os_error(*codes: int) -> Iterator[None]:
     except OSError as exc:
         if codes and exc.errno not in codes:
             raise
+
+
+def open_store(cache: Any, stride: int) -> FsRemoteStore:
+    """The store that ``cache_config`` (remote_backend ``fs``) names: ``remote_url`` is a
+    directory or a ``file://`` URL."""
+    url = cache.remote_url or DEFAULT_FS_DIR
+    if url.startswith("file://"):
+        url = url.removeprefix("file://")
+    elif "://" in url:
+        raise RemoteStoreError(f"the fs remote store takes a directory, got remote_url {url!r}")
+    return FsRemoteStore(
+        os.path.expanduser(url),
+        stride,
+        key_prefix=cache.remote_key_prefix,
+        capacity_bytes=gib_to_bytes(cache.remote_store_capacity_gb),
+    )

@@ -38,10 +38,12 @@ from redis.retry import Retry
 
 from .base import (
     HEADER_SIZE,
+    RemoteStoreError,
     RemoteUnavailable,
     check_object,
     check_views,
     encode_header,
+    gib_to_bytes,
     key_name,
     object_size,
 )
@@ -306,3 +308,18 @@ class RedisRemoteStore:
             return False
         memoryview(view).cast("B")[:] = data[HEADER_SIZE:]
         return True
+
+
+def open_store(cache: Any, stride: int) -> RedisRemoteStore:
+    """The store that ``cache_config`` (remote_backend ``redis``) names: ``remote_url``
+    ``redis://host:port/db`` and ``remote_password``."""
+    try:
+        return RedisRemoteStore(
+            cache.remote_url,
+            stride,
+            key_prefix=cache.remote_key_prefix,
+            password=cache.remote_password,
+            capacity_bytes=gib_to_bytes(cache.remote_store_capacity_gb),
+        )
+    except ValueError as exc:  # redis-py's complaint about the URL
+        raise RemoteStoreError(f"remote_url {cache.remote_url!r}: {exc}") from None
