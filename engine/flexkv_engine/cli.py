@@ -16,6 +16,7 @@ from .cli_bench import bench
 from .cli_common import echo_json, exit_on_bad_input
 from .cli_replay import replay
 from .config import config_to_dict, load_config
+from .config.overview import inert_keys, tier_sizes
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,10 +47,19 @@ def show_config(
     """Validate CONFIG_PATH (file, FLEXKV_* environment, --set) and print it resolved.
 
     Resolution fixes tokens_per_block and turns cpu_cache_gb / ssd_cache_gb into block
-    counts with the model's bytes per block. Errors name the key and exit with status 2.
+    counts with the model's bytes per block. The resolved config goes to stdout as JSON;
+    stderr gets each enabled tier's size (blocks, bytes per block, GiB = 2^30 bytes) and
+    a warning for each key that is set and does nothing (an SSD key with the SSD tier
+    off, transfer_sms_* with the copy engine, ...). Errors name the key and exit with
+    status 2.
     """
     config = load_config(config_path, overrides=overrides).resolve(block_size)
     echo_json(config_to_dict(config))
+    click.echo("tier sizes (GiB = 2^30 bytes):", err=True)
+    for size in tier_sizes(config):
+        click.echo(f"  {size.describe()}", err=True)
+    for key in inert_keys(config):
+        click.echo(f"warning: {key.describe()}", err=True)
 
 
 @main.command()
