@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== core: planner hit-rate path vs a bare OrderedDict LRU"
 python bench/core_replay.py --tokens 3e6 6e7
+echo "== block keys: native against core/keys.py, per block"
+python bench/block_keys.py
 echo "== twin: requests per second, hit-rate and timing modes"
 python bench/twin_speed.py
 echo "== hit-rate curve vs five replays"

@@ -11,6 +11,7 @@
 #include "cuda/bind_transfer.h"
 #include "cuda/device_info.h"
 #include "io/bind_io.h"
+#include "keys/bind_keys.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -116,4 +117,5 @@ NB_MODULE(_native, m) {
 
     flexkv::io::bind_io(m);  // UringEngine (with liburing) and uring_probe
     flexkv::cuda::bind_transfer(m);  // KVTransfer and time_contiguous_copies (with CUDA)
+    flexkv::keys::bind_keys(m);  // block_keys, block_keys_le64, namespace_root
 }

@@ -59,3 +59,18 @@ def test_tokens_in_caps_at_the_prompt_length() -> None:
     assert tokens_in(0, 3, 512, 1100) == 1100
     assert tokens_in(1, 2, 512, 1100) == 512
     assert tokens_in(2, 3, 512, 1100) == 76
+
+
+def test_keys_are_blake2b_chained_whichever_path_runs(monkeypatch) -> None:
+    import hashlib
+    import struct
+
+    from flexkv_engine.core import keys
+
+    root = hashlib.blake2b(b"t", digest_size=16, person=b"flexkv-twin-root").digest()
+    first = hashlib.blake2b(root + struct.pack("<2q", 5, -6), digest_size=16).digest()
+    second = hashlib.blake2b(first + struct.pack("<q", 7), digest_size=16).digest()
+    want = [int.from_bytes(first, "little"), int.from_bytes(second, "little")]
+    assert block_keys([5, -6, 7], 2, namespace="t") == want
+    monkeypatch.setattr(keys, "_native_keys", [None])  # as where _native is not built
+    assert block_keys([5, -6, 7], 2, namespace="t") == want

@@ -9,13 +9,20 @@ last key and to find divergence points by bisection.
 
 Keys are 128-bit ints (blake2b-128), so collisions are negligible at any cache size.
 The last block may be partial; it gets a key like any other (traces count it as a block).
+
+:func:`block_keys` runs natively (``flexkv_engine._native.block_keys``, csrc/keys) when
+the native module is built, and here otherwise; both give the same keys (a parity test
+checks them). Where the native path refuses its input (a token out of the int64 range,
+a value that is not an integer) this module's own path runs, so errors are the same too.
+The native module is looked up at the first call, not at import: importing the core
+loads nothing compiled.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 KEY_BITS = 128
 _ROOT_PERSON = b"flexkv-twin-root"
@@ -28,10 +35,47 @@ def namespace_root(namespace: str | bytes | None = None) -> int:
     return int.from_bytes(digest, "little")
 
 
+NativeBlockKeys = Callable[[object, int, bytes], list[int]]
+_native_keys: list[NativeBlockKeys | None] = []  # filled at the first call
+
+
+def native_block_keys() -> NativeBlockKeys | None:
+    """``_native.block_keys`` when the native module is built with it, else None."""
+    if not _native_keys:
+        try:
+            from .. import _native  # type: ignore[attr-defined]
+
+            found: NativeBlockKeys | None = getattr(_native, "block_keys", None)
+        except ImportError:
+            found = None
+        _native_keys.append(found)
+    return _native_keys[0]
+
+
 def block_keys(
     tokens: Sequence[int], tokens_per_block: int, namespace: str | bytes | None = None
 ) -> list[int]:
-    """Chained keys of ``tokens`` cut into blocks (the last block may be partial)."""
+    """Chained keys of ``tokens`` cut into blocks (the last block may be partial).
+
+    ``tokens``: a sequence of ints; a numpy integer array is read in place by the native
+    path, without an int object per token.
+    """
+    if tokens_per_block < 1:
+        raise ValueError(f"tokens_per_block must be >= 1, got {tokens_per_block}")
+    native = native_block_keys()
+    if native is not None:
+        ns = namespace.encode() if isinstance(namespace, str) else (namespace or b"")
+        try:
+            return native(tokens, tokens_per_block, ns)
+        except (OverflowError, TypeError, ValueError):
+            pass  # python_block_keys raises the error of record
+    return python_block_keys(tokens, tokens_per_block, namespace)
+
+
+def python_block_keys(
+    tokens: Sequence[int], tokens_per_block: int, namespace: str | bytes | None = None
+) -> list[int]:
+    """:func:`block_keys` computed here, whether or not the native module is built."""
     if tokens_per_block < 1:
         raise ValueError(f"tokens_per_block must be >= 1, got {tokens_per_block}")
     keys: list[int] = []

@@ -1,0 +1,85 @@
+"""Block keys: per-block time of the native path (csrc/keys) against core/keys.py's own.
+
+Hashes random token sequences (``--tokens`` tokens each, vocabulary of 128,000) at each
+``--blocks`` size with both implementations in the same run, and checks that they give
+the same keys. The native path is timed on a list of ints (what callers pass today) and
+on a numpy int64 array (read in place). Prints a JSON report.
+
+    python bench/block_keys.py [--tokens 12000] [--sequences 20] [--blocks 16 512] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from flexkv_engine import _native
+from flexkv_engine.core.keys import num_blocks, python_block_keys
+
+
+def best_seconds(fn: Callable[..., object], seqs: list, tpb: int, repeat: int) -> float:
+    """Best time of ``repeat`` passes of ``fn(seq, tpb)`` over every sequence."""
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for seq in seqs:
+            fn(seq, tpb)
+        runs.append(time.perf_counter() - start)
+    return min(runs)
+
+
+def native(seq, tpb: int) -> list[int]:
+    return _native.block_keys(seq, tpb, b"")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", type=int, default=12000, help="tokens per sequence")
+    parser.add_argument("--sequences", type=int, default=20)
+    parser.add_argument("--blocks", type=int, nargs="+", default=[16, 512])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    lists = [[rng.randrange(128000) for _ in range(args.tokens)] for _ in range(args.sequences)]
+    arrays = [np.array(seq, dtype=np.int64) for seq in lists]
+    report: dict[str, object] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "tokens_per_sequence": args.tokens,
+        "sequences": args.sequences,
+        "runs": [],
+    }
+    runs: list[dict[str, object]] = []
+    for tpb in args.blocks:
+        blocks = args.sequences * num_blocks(args.tokens, tpb)
+        for seq, arr in zip(lists, arrays, strict=True):
+            want = python_block_keys(seq, tpb)
+            assert _native.block_keys(seq, tpb, b"") == want
+            assert _native.block_keys(arr, tpb, b"") == want
+        py = best_seconds(python_block_keys, lists, tpb, args.repeat)
+        nat_list = best_seconds(native, lists, tpb, args.repeat)
+        nat_arr = best_seconds(native, arrays, tpb, args.repeat)
+        runs.append(
+            {
+                "tokens_per_block": tpb,
+                "blocks": blocks,
+                "python_us_per_block": round(py / blocks * 1e6, 3),
+                "native_list_us_per_block": round(nat_list / blocks * 1e6, 3),
+                "native_numpy_us_per_block": round(nat_arr / blocks * 1e6, 3),
+                "speedup_list": round(py / nat_list, 2),
+                "speedup_numpy": round(py / nat_arr, 2),
+            }
+        )
+    report["runs"] = runs
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
