@@ -2,7 +2,9 @@
 
 Reads the trace, resolves the config against the trace's block size, and re-blocks the
 keys when the config asks for a coarser ``tokens_per_block`` (DESIGN.md 5: keys are
-chained, so a coarser block's key is the key of its last finer block). Torch-free.
+chained, so a coarser block's key is the key of its last finer block): the last two
+steps are :func:`fit_to_config`, which callers holding an already loaded trace use
+alone. Torch-free.
 """
 
 from __future__ import annotations
@@ -31,8 +33,42 @@ class ReplayInput:
 
 
 def no_requests_message(trace_path: str | os.PathLike[str]) -> str:
-    return (f"{os.fspath(trace_path)}: no request records, nothing to replay (a trace needs "
-            "`request` records; see traces/FORMAT.md)")
+    return (
+        f"{os.fspath(trace_path)}: no request records, nothing to replay (a trace needs "
+        "`request` records; see traces/FORMAT.md)"
+    )
+
+
+def fit_to_config(
+    config: Config,
+    recorded_tokens_per_block: int,
+    requests: list[RequestRecord],
+    reblocked: dict[int, list[RequestRecord]] | None = None,
+) -> tuple[Config, list[RequestRecord]]:
+    """Resolve ``config`` against the trace's block size and re-block ``requests`` to it.
+
+    A ``tokens_per_block`` that is not a multiple of the recorded one is a
+    :class:`ConfigError` on ``cache_config.tokens_per_block``. ``reblocked`` maps a
+    factor to the requests already re-blocked by it: it is read, and filled, so that
+    several configs over one trace re-block it once per factor.
+    """
+    config = config.resolve(trace_tokens_per_block=recorded_tokens_per_block)
+    wanted = config.cache_config.tokens_per_block
+    assert wanted is not None
+    try:
+        factor = reblock_factor(recorded_tokens_per_block, wanted)
+    except ValueError as exc:
+        raise ConfigError(
+            str(exc), key_path="cache_config.tokens_per_block", source=config.source
+        ) from exc
+    if factor == 1:
+        return config, requests
+    if reblocked is not None and factor in reblocked:
+        return config, reblocked[factor]
+    coarse = [replace(r, keys=reblock(r.keys, factor)) for r in requests]
+    if reblocked is not None:
+        reblocked[factor] = coarse
+    return config, coarse
 
 
 def prepare_replay(
@@ -52,17 +88,7 @@ def prepare_replay(
     if not requests:
         raise TraceError(no_requests_message(trace_path))
     recorded = header.tokens_per_block
-    config = config.resolve(trace_tokens_per_block=recorded)
-    wanted = config.cache_config.tokens_per_block
-    assert wanted is not None
-    try:
-        factor = reblock_factor(recorded, wanted)
-    except ValueError as exc:
-        raise ConfigError(
-            str(exc), key_path="cache_config.tokens_per_block", source=config.source
-        ) from exc
-    if factor > 1:
-        requests = [replace(r, keys=reblock(r.keys, factor)) for r in requests]
+    config, requests = fit_to_config(config, recorded, requests)
     return ReplayInput(
         config=config,
         header=header,

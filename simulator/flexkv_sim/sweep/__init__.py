@@ -2,7 +2,7 @@
 
 ::
 
-    scenario = load_scenario("chat.yaml")
+    scenario = load_scenario("chat.yaml")  # or scenario_from_trace("chat.jsonl", ...)
     axes = parse_grid(["cache_config.num_cpu_blocks=1000,2000,4000"])
     result = run_sweep(scenario, axes, jobs=2)
     write_results(out, result, scenario)
@@ -23,7 +23,14 @@ from .runner import (
     result_columns,
     run_sweep,
 )
-from .scenario import SCENARIO_SCHEMA_VERSION, Scenario, load_scenario, scenario_from_dict
+from .scenario import (
+    SCENARIO_SCHEMA_VERSION,
+    Scenario,
+    load_scenario,
+    load_scenario_or_trace,
+    scenario_from_dict,
+    scenario_from_trace,
+)
 
 __all__ = [
     "DASHBOARD_FILE",
@@ -39,11 +46,13 @@ __all__ = [
     "SweepResult",
     "grid_points",
     "load_scenario",
+    "load_scenario_or_trace",
     "parse_grid",
     "read_results",
     "result_columns",
     "run_sweep",
     "scenario_from_dict",
+    "scenario_from_trace",
     "write_dashboard",
     "write_results",
 ]

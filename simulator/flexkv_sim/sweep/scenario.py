@@ -1,10 +1,14 @@
 """Sweep scenarios: a trace (a file, or a workload to generate), a base config, hardware.
 
 The schema (``schema_version: 1``) is described in ``SCHEMA.md`` beside this file. A
-scenario is read and checked once, in the parent process; workers receive the frozen
-:class:`Scenario` and load or generate its trace once each (:func:`load_trace`), then
-build one :class:`~flexkv_engine.replay_input.ReplayInput` per grid point from it
-(:func:`prepare_point`), re-blocking as ``prepare_replay`` does.
+scenario is read from a file (:func:`load_scenario`) or made of a trace file and the
+options ``flexkv-sim replay`` takes (:func:`scenario_from_trace`);
+:func:`load_scenario_or_trace` tells which of the two a command was given. It is checked
+once, in the parent process; workers receive the frozen :class:`Scenario` and load or
+generate its trace once each (:func:`load_trace`), then build one
+:class:`~flexkv_engine.replay_input.ReplayInput` per grid point from it
+(:func:`prepare_point`) with the steps of ``prepare_replay`` that follow the loading
+(``fit_to_config``).
 """
 
 from __future__ import annotations
@@ -17,12 +21,19 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from flexkv_engine.config import Config, ConfigError, load_config
-from flexkv_engine.config.loader import CONFIG_PATH_VAR, read_config_file
+from flexkv_engine.config import Config, ConfigError, load_config, schema
+from flexkv_engine.config.loader import CONFIG_PATH_VAR, parse_overrides, read_config_file
 from flexkv_engine.config.text import parse_json, parse_yaml
-from flexkv_engine.core.keys import reblock, reblock_factor
-from flexkv_engine.replay_input import ReplayInput
-from flexkv_engine.trace import RequestRecord, TraceHeader, load_requests
+from flexkv_engine.replay_input import ReplayInput, fit_to_config
+from flexkv_engine.trace import (
+    IMPORTERS,
+    RequestRecord,
+    TraceError,
+    TraceHeader,
+    detect_format,
+    load_requests,
+)
+from flexkv_engine.trace.files import numbered_lines
 
 SCENARIO_SCHEMA_VERSION = 1
 MODES = ("hitrate", "timing")
@@ -63,7 +74,8 @@ class Scenario:
     block_size: int | None = None
     workload: Mapping[str, Any] | None = None
     config_path: str | None = None
-    config: Mapping[str, Any] = field(default_factory=dict)  # when given inline
+    # The base config inline or, with config_path, the keys set over that file (--set).
+    config: Mapping[str, Any] = field(default_factory=dict)
     hardware: tuple[str, ...] = ()
     mode: str = "hitrate"
     description: str = ""
@@ -87,6 +99,8 @@ class Scenario:
         else:
             out["workload"] = dict(self.workload or {})
         out["config"] = self.config_path if self.config_path else dict(self.config)
+        if self.config_path and self.config:
+            out["config_overrides"] = dict(self.config)
         out["hardware"] = list(self.hardware)
         return out
 
@@ -165,6 +179,165 @@ def scenario_from_dict(
         mode=mode,
         description=str(data.get("description") or ""),
     )
+
+
+def scenario_from_trace(
+    trace: str | os.PathLike[str],
+    *,
+    trace_format: str | None = None,
+    block_size: int | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    hardware: Sequence[str] = (),
+    mode: str = "hitrate",
+) -> Scenario:
+    """A scenario of one trace file and the options ``flexkv-sim replay`` takes.
+
+    Its base config is the one ``prepare_replay`` loads: ``config_path`` (without one,
+    the file ``FLEXKV_CONFIG_PATH`` names, if set) with the ``--set`` ``overrides`` over
+    it. The scenario is named after the trace file (``chat`` for ``chat.jsonl.gz``).
+    """
+    source = os.fspath(trace)
+    if config_path is None and os.environ.get(CONFIG_PATH_VAR, "").strip():
+        config_path = os.environ[CONFIG_PATH_VAR].strip()
+    path = None
+    if config_path is not None:
+        given = os.path.expanduser(os.fspath(config_path))
+        read_config_file(given)  # fails now, naming the file, if unreadable
+        path = str(Path(given).resolve())
+    if mode not in MODES:
+        raise _error(f"unknown mode {mode!r}", "mode", source, f"choose from: {', '.join(MODES)}")
+    name = Path(source).name
+    name = name[: -len(".gz")] if name.endswith(".gz") else name
+    return Scenario(
+        name=Path(name).stem or name,
+        source=source,
+        trace=str(Path(source).resolve()),
+        trace_format=trace_format,
+        block_size=block_size,
+        config_path=path,
+        config=parse_overrides(overrides),
+        hardware=tuple(hardware),
+        mode=mode,
+    )
+
+
+# What a scenario calls each trace option, for the error given a scenario and the option.
+_TRACE_OPTIONS = (
+    ("--config", "names its own config", "config"),
+    ("--set", "names its own config", "config"),
+    ("--format", "names its trace's format", "trace_format"),
+    ("--block-size", "names its trace's block size", "block_size"),
+)
+# Scenarios and config files are small; a larger file is not parsed as one.
+_DOCUMENT_MAX_BYTES = 1 << 20
+
+
+def load_scenario_or_trace(
+    path: str | os.PathLike[str],
+    *,
+    trace_format: str | None = None,
+    block_size: int | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    hardware: Sequence[str] = (),
+) -> Scenario:
+    """The scenario a command was given: a scenario file, or a trace file and its options.
+
+    A trace is a file whose first line is of a known trace format (or any file, when
+    ``trace_format`` names one); a scenario is a YAML or JSON mapping with
+    ``schema_version``. The trace options (``config_path``, ``overrides``,
+    ``trace_format``, ``block_size``) apply to a trace only, since a scenario names the
+    same things itself; ``hardware``, when given, replaces a scenario's profiles. A
+    config file, or a file that is neither, is a :class:`ConfigError` that says which
+    inputs are accepted.
+    """
+    source = os.fspath(path)
+    detected, trace_why = _trace_format(source)
+    document, document_why = (None, "") if detected is not None else _document(source)
+    if document is not None and (
+        "schema_version" in document or (document and set(document) <= set(_TOP_KEYS))
+    ):
+        given = (
+            config_path is not None,
+            bool(overrides),
+            trace_format is not None,
+            block_size is not None,
+        )
+        for (option, names, key), on in zip(_TRACE_OPTIONS, given, strict=True):
+            if on:
+                raise _error(
+                    f"{option} applies to a TRACE",
+                    "",
+                    source,
+                    f"the scenario {names} (key `{key}`)",
+                )
+        scenario = load_scenario(source)
+        return replace(scenario, hardware=tuple(hardware)) if hardware else scenario
+    keys = _config_keys(document or {})
+    if keys:
+        raise ConfigError(
+            f"{source} is a config file (keys {', '.join(keys[:3])}): give a scenario YAML, "
+            f"or a TRACE with --config {source}"
+        )
+    if detected is None and trace_format is None:
+        raise _error(
+            f"neither a scenario ({document_why or 'no `schema_version`'}) nor a trace "
+            f"({trace_why})",
+            "",
+            source,
+            "give a scenario (YAML or JSON with `schema_version: 1`), or a TRACE "
+            f"(formats: {', '.join(sorted(IMPORTERS))}) with --config CFG",
+        )
+    return scenario_from_trace(
+        source,
+        trace_format=trace_format,
+        block_size=block_size,
+        config_path=config_path,
+        overrides=overrides,
+        hardware=hardware,
+    )
+
+
+def _trace_format(path: str) -> tuple[str | None, str]:
+    """The trace format of ``path``'s first non-blank line, or ``None`` and why not."""
+    lines = numbered_lines(path)
+    try:
+        first = next(lines, None)
+    except TraceError as exc:  # gzip data cut short, not UTF-8
+        return None, exc.reason
+    finally:
+        lines.close()
+    if first is None:
+        return None, "the file is empty"
+    try:
+        return detect_format(first[1]), ""
+    except TraceError:
+        return None, f"line {first[0]} is of no known format"
+
+
+def _document(path: str) -> tuple[Mapping[str, Any] | None, str]:
+    """``path`` parsed as one YAML or JSON mapping, or ``None`` and why it is not one."""
+    if os.path.getsize(path) > _DOCUMENT_MAX_BYTES:
+        return None, f"larger than {_DOCUMENT_MAX_BYTES >> 20} MiB"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    parse = parse_json if path.endswith(".json") else parse_yaml
+    try:
+        data = parse(text, path)
+    except ConfigError as exc:
+        return None, exc.reason
+    if not isinstance(data, Mapping):
+        return None, "not a mapping at the top"
+    return data, ""
+
+
+def _config_keys(data: Mapping[str, Any]) -> list[str]:
+    """The top-level keys of ``data`` that a config file holds (none for a scenario)."""
+    known = {*schema.ROOT.fields, *schema.FLAT_KEYS, *schema.ROOT.ignored}
+    return [str(k) for k in data if k in known]
 
 
 def _path(value: Any, key: str, source: str, base: Path) -> Path:
@@ -263,7 +436,7 @@ def point_config(scenario: Scenario, overrides: Mapping[str, Any]) -> Config:
             target = target.setdefault(part, {})
         target[parts[-1]] = value
     if scenario.config_path is not None:
-        return load_config(scenario.config_path, overrides=tree)
+        return load_config(scenario.config_path, overrides=_merged(scenario.config, tree))
     merged = _merged(scenario.config, tree)
     env = {k: v for k, v in os.environ.items() if k != CONFIG_PATH_VAR}
     return load_config(None, overrides=merged, env=env)
@@ -286,20 +459,7 @@ def prepare_point(
     """``prepare_replay`` over an already loaded trace; ``reblocked`` caches re-blockings."""
     begin = time.perf_counter()
     recorded = loaded.header.tokens_per_block
-    config = config.resolve(trace_tokens_per_block=recorded)
-    wanted = config.cache_config.tokens_per_block
-    assert wanted is not None
-    try:
-        factor = reblock_factor(recorded, wanted)
-    except ValueError as exc:
-        raise ConfigError(
-            str(exc), key_path="cache_config.tokens_per_block", source=config.source
-        ) from exc
-    requests = loaded.requests
-    if factor > 1:
-        if factor not in reblocked:
-            reblocked[factor] = [replace(r, keys=reblock(r.keys, factor)) for r in requests]
-        requests = reblocked[factor]
+    config, requests = fit_to_config(config, recorded, loaded.requests, reblocked)
     return ReplayInput(
         config=config,
         header=loaded.header,
