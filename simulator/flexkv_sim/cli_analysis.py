@@ -14,26 +14,10 @@ import click
 from flexkv_engine.cli_common import echo_json, exit_on_bad_input, progress_option, trace_options
 from flexkv_engine.replay_input import prepare_replay
 
-from .hardware import DEFAULT_PROFILES
-
 # As in flexkv_sim.curve, which is imported only when the command runs (numpy); a test
 # checks that they agree.
-CURVE_TIERS = ("cpu",)
+CURVE_TIERS = ("cpu", "ssd", "remote")
 POINT_KINDS = ("changes", "corners")
-
-
-# `sweep` and `doctor` take a scenario file, or a trace with the options of `replay`.
-scenario_or_trace_argument = click.argument(
-    "path", metavar="SCENARIO|TRACE", type=click.Path(exists=True, dir_okay=False)
-)
-hardware_option = click.option(
-    "--hardware",
-    multiple=True,
-    metavar="PROFILE",
-    help="Hardware profile name in scenarios/hardware or a YAML path; repeat to merge "
-    "(later wins). Default: the scenario's `hardware`, else "
-    f"{' '.join(DEFAULT_PROFILES)}.",
-)
 
 
 def register(group: click.Group) -> None:
@@ -50,7 +34,10 @@ def register(group: click.Group) -> None:
     type=click.Choice(CURVE_TIERS),
     default="cpu",
     show_default=True,
-    help="Tier whose capacity varies.",
+    help="Tier whose capacity varies. ssd: the SSD tier behind the CPU tier at "
+    "num_cpu_blocks; remote: the remote tier behind CPU and SSD at their configured "
+    "sizes. Each curve is that tier's share of the prompt tokens "
+    "(hit_rate_by_tier.<tier> of flexkv-sim replay).",
 )
 @click.option(
     "--points",
@@ -86,9 +73,9 @@ def curve(
     """LRU hit rate of a tier at EVERY capacity, in one pass over TRACE.
 
     Stack distances (Mattson) with the replay's semantics (hitrate mode, plain LRU,
-    evict_ratio 0): the hit rate at capacity C equals that of flexkv-sim replay --set
-    cache_config.num_cpu_blocks=C. The table (capacity_blocks, hit_rate) goes to stdout
-    as CSV, a summary to stderr.
+    evict_ratio 0): the hit rate at capacity C equals the tier's share in flexkv-sim
+    replay --set cache_config.num_<tier>_blocks=C (with the tier enabled). The table
+    (capacity_blocks, hit_rate) goes to stdout as CSV, a summary to stderr.
     """
     from .curve import curve_summary, curve_table, hit_rate_curve, write_curve_dir
 
@@ -118,17 +105,35 @@ def curve(
     tell = [
         (
             f"{result.requests} requests, {result.distinct_blocks} distinct blocks of "
-            f"{result.tokens_per_block} tokens, curve in {result.wall_s:.3f} s"
+            f"{result.tokens_per_block} tokens, {tier} curve in {result.wall_s:.3f} s"
         ),
         (
-            f"infinite-cache hit rate {result.max_hit_rate:.4f} from "
+            f"{tier} tier: infinite-cache hit rate {result.max_hit_rate:.4f} from "
             f"{result.max_capacity} blocks; 90% of it from {result.capacity_for(0.9)} blocks"
         ),
     ]
-    if others:
+    if result.configured_blocks is not None:
+        tell.append(
+            f"configured num_{tier}_blocks={result.configured_blocks}: "
+            f"{tier} hit rate {result.hit_rate_at(result.configured_blocks):.4f}"
+        )
+    if tier == "cpu" and others:
         tell.append(
             f"note: {' and '.join(others)} enabled: the curve is the CPU tier's "
             "share (hit_rate_by_tier.cpu), not the total hit rate"
+        )
+    elif tier != "cpu":
+        front = " and ".join(f"{t.upper()} {n}" for t, n in result.behind_blocks.items())
+        keys = ", ".join(f"num_{t}_blocks" for t in result.behind_blocks)
+        tell.append(
+            f"note: the curve is the {tier} tier's share (hit_rate_by_tier.{tier}) behind "
+            f"{front} blocks ({keys}); a request passes at most num_cpu_blocks blocks down"
+        )
+    if tier == "remote":
+        tell.append(
+            "note: the remote store keeps what the remote index evicts, and a GET adopts "
+            "it back, so num_remote_blocks bounds only how many blocks one request loads "
+            "from it; remote_store_capacity_gb bounds the store"
         )
     if out is not None:
         tell.append(f"results in {out} (curve.csv, curve.json, curve.html)")
@@ -137,8 +142,7 @@ def curve(
 
 
 @click.command()
-@scenario_or_trace_argument
-@trace_options
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--grid",
     "grid",
@@ -161,13 +165,11 @@ def curve(
     default=None,
     help="Replay mode (default: the scenario's, else hitrate).",
 )
-@hardware_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
     default=None,
-    help="Result directory [default: runs/<name>-sweep, the scenario's name or the "
-    "trace file's stem].",
+    help="Result directory [default: runs/<scenario>-sweep].",
 )
 @click.option(
     "--executor",
@@ -181,51 +183,35 @@ def curve(
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON to stdout.")
 @exit_on_bad_input
 def sweep(
-    path: str,
-    trace_format: str | None,
-    block_size: int | None,
-    config_path: str | None,
-    overrides: tuple[str, ...],
+    scenario: str,
     grid: tuple[str, ...],
     jobs: int,
     mode: str | None,
-    hardware: tuple[str, ...],
     out: str | None,
     executor: str,
     address: str | None,
     as_json: bool,
 ) -> None:
-    """Replay a scenario or a TRACE at every point of a grid of config overrides, in parallel.
+    """Replay SCENARIO at every point of a grid of config overrides, in parallel.
 
-    The argument is a scenario file (schema in flexkv_sim/sweep/SCHEMA.md: trace or
-    workload, config, hardware, mode), or a trace with --config, --set, --format and
-    --block-size as flexkv-sim replay takes them (a scenario names those itself).
-    Writes results.csv, results.parquet, results.json (schema) and dashboard.html.
+    Writes results.csv, results.parquet, results.json (schema) and dashboard.html. The
+    scenario schema is in flexkv_sim/sweep/SCHEMA.md.
 
     \b
-    Examples:
+    Example:
       flexkv-sim sweep chat.yaml --grid cache_config.num_cpu_blocks=1000,4000,16000 \\
           --grid cache_config.tokens_per_block=16,64 --jobs 2 --out runs/chat-sweep
-      flexkv-sim sweep chat.jsonl --config base.json \\
-          --grid cache_config.num_cpu_blocks=1000,4000,16000
     """
     from .sweep import (
         SweepError,
-        load_scenario_or_trace,
+        load_scenario,
         parse_grid,
         run_sweep,
         write_dashboard,
         write_results,
     )
 
-    spec = load_scenario_or_trace(
-        path,
-        trace_format=trace_format,
-        block_size=block_size,
-        config_path=config_path,
-        overrides=overrides,
-        hardware=hardware,
-    )
+    spec = load_scenario(scenario)
     axes = parse_grid(grid)
     out_dir = Path(out) if out is not None else Path("runs") / f"{spec.name}-sweep"
 
@@ -277,9 +263,7 @@ def compare(run_dirs: tuple[str, ...], labels: str | None, output: str) -> None:
 
 
 @click.command()
-@scenario_or_trace_argument
-@trace_options
-@hardware_option
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON to stdout.")
 @click.option(
     "--out",
@@ -291,45 +275,21 @@ def compare(run_dirs: tuple[str, ...], labels: str | None, output: str) -> None:
     "--timing/--no-timing",
     default=True,
     show_default=True,
-    help="Check transfer latencies with timing-mode replays on the hardware profiles.",
+    help="Check transfer latencies with timing-mode replays on the scenario's hardware.",
 )
 @exit_on_bad_input
-def doctor(
-    path: str,
-    trace_format: str | None,
-    block_size: int | None,
-    config_path: str | None,
-    overrides: tuple[str, ...],
-    hardware: tuple[str, ...],
-    as_json: bool,
-    out: str | None,
-    timing: bool,
-) -> None:
-    """The operator guide's troubleshooting, applied to a scenario or a TRACE.
+def doctor(scenario: str, as_json: bool, out: str | None, timing: bool) -> None:
+    """The operator guide's troubleshooting, applied to SCENARIO.
 
     Grades the hit rate, separates workload reuse, capacity misses, eviction settings
     and block size, checks transfer latency per block and memory per tier, and gives
     each suggested change with its effect predicted by replaying it in the twin.
-    The argument is a scenario file (schema in flexkv_sim/sweep/SCHEMA.md), or a trace
-    with --config, --set, --format and --block-size as flexkv-sim replay takes them.
-
-    \b
-    Examples:
-      flexkv-sim doctor scenarios/tuning/capacity-before.yaml
-      flexkv-sim doctor chat.jsonl --config base.json --hardware h100-sxm-pcie5
+    The scenario schema is in flexkv_sim/sweep/SCHEMA.md.
     """
     from .doctor import diagnose, render_text, write_doctor_dir
-    from .sweep import load_scenario_or_trace
+    from .sweep import load_scenario
 
-    scenario = load_scenario_or_trace(
-        path,
-        trace_format=trace_format,
-        block_size=block_size,
-        config_path=config_path,
-        overrides=overrides,
-        hardware=hardware,
-    )
-    report = diagnose(scenario, timing=timing)
+    report = diagnose(load_scenario(scenario), timing=timing)
     if out is not None:
         write_doctor_dir(Path(out), report)
     if as_json:

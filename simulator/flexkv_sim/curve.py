@@ -29,6 +29,31 @@ request slots counts those live blocks, so the run of request ``r`` last touched
 ``q``, starting at block ``a_q``, has distances ``live(after q) + 1 + (k - a_q)``: one
 O(log requests) query per run, none per block. Each run adds a range of distances to a
 difference array; two cumulative sums give the hit tokens at every capacity.
+
+The SSD and remote tiers sit behind the CPU tier at its configured size ``P``
+(``num_cpu_blocks``), and the remote tier behind SSD at its configured size too. How the
+planner places blocks (``core/planner.py``), with every op completed at once:
+
+- A GET stages what SSD or remote serve into CPU (inclusive), and the PUT then writes
+  through to each lower tier the blocks it lacks, *from CPU*: a lower tier gets the
+  blocks the CPU tier took, ``0 .. min(n, P) - 1`` of an ``n``-block request, and the
+  PUT's lookup touches the ones it holds. The GET's own lookups touch only blocks below
+  that. So SSD (and the remote index) is plain LRU over the requests cut to their first
+  ``P`` blocks, and its stack distances ``e_k`` are those of the cut requests.
+- Cutting the requests leaves the top ``P`` of the stack as it is (a request longer than
+  ``P`` holds the top ``P`` either way), so the CPU tier's prefix is still the blocks
+  with ``e_k <= P``. SSD of ``S`` blocks holds ``e_k <= S`` and serves what the CPU
+  lacks: the blocks with ``P < e_k <= S``; the curve adds each block from distance
+  ``P + 1`` on.
+- The remote store keeps what the remote index evicts (without
+  ``remote_store_capacity_gb`` it keeps every block written), and a GET adopts from it
+  the blocks beyond the index's prefix (``Planner.plan_get``'s ``remote_known``). A
+  block was written once some request held it among its first ``min(P, R)`` blocks, so
+  with ``R`` remote blocks the remote tier serves block ``k`` when it was seen before,
+  ``k < R``, and neither CPU nor SSD holds it (``e_k > max(P, S)``): its distance on the
+  remote curve is ``k + 1``, whatever the index evicted. A bounded store forgets in
+  write order, not LRU, and a read it lost fails the whole staged GET (SSD part
+  included), so the SSD and remote curves refuse it.
 """
 
 from __future__ import annotations
@@ -36,7 +61,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +74,10 @@ from flexkv_engine.replay_input import ReplayInput
 from .progress import cyclic_gc_paused, progress_bar
 
 CURVE_SCHEMA_VERSION = 1
-TIERS = ("cpu",)  # the tier whose capacity varies (SSD and remote: not yet)
+TIERS = ("cpu", "ssd", "remote")  # the tier whose capacity varies
 POINT_KINDS = ("changes", "corners")
 MAX_PLOT_POINTS = 4000
+TIER_LABELS = {"cpu": "CPU", "ssd": "SSD", "remote": "remote"}
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: holds an array
@@ -60,6 +86,9 @@ class HitRateCurve:
 
     ``hits[c]`` is the number of prompt tokens the tier serves with ``c`` blocks; past
     the end of the array it stays at ``hits[-1]`` (the infinite-cache value).
+    ``behind_blocks`` holds the fixed capacities of the tiers in front of it (CPU for
+    SSD; CPU and SSD for remote); ``distinct_blocks`` counts the blocks that can reach
+    the tier (for SSD and remote: among the first ``num_cpu_blocks`` of a request).
     """
 
     tier: str
@@ -71,6 +100,7 @@ class HitRateCurve:
     configured_blocks: int | None
     hits: np.ndarray  # int64, hits[0] == 0
     wall_s: float
+    behind_blocks: dict[str, int] = field(default_factory=dict)
 
     def hit_tokens_at(self, capacity: int) -> int:
         if capacity < 0:
@@ -204,6 +234,24 @@ def check_lru_config(inp: ReplayInput) -> None:
             )
 
 
+def check_lower_tier(inp: ReplayInput, tier: str) -> None:
+    """Refuse what the SSD and remote curves cannot model: a bounded remote store.
+
+    It forgets in write order, and a read of a block it forgot fails the whole staged
+    part of a GET, so neither the remote nor the SSD tier is plain LRU then.
+    """
+    cc = inp.config.cache_config
+    if cc.remote_store_capacity_gb is not None and (tier == "remote" or cc.enable_remote):
+        raise ConfigError(
+            f"the {tier} curve needs an unbounded remote store: a bounded one forgets in "
+            "write order, not LRU, and a lost read fails the GET's SSD part too",
+            key_path="cache_config.remote_store_capacity_gb",
+            source=inp.config.source,
+            hint="leave remote_store_capacity_gb unset, or replay each capacity "
+            "instead (flexkv-sim sweep)",
+        )
+
+
 class StackDistances:
     """LRU stack distances of a trace's blocks, computed one run of blocks at a time.
 
@@ -309,10 +357,13 @@ def hit_rate_curve(
 ) -> HitRateCurve:
     """The hit tokens of ``tier`` at every capacity, as ``replay_hitrate`` would count them.
 
-    With an SSD or remote tier enabled the CPU tier still holds the same blocks (it gets
-    every block a request matches or inserts), so the curve is its share of the prompt
-    tokens (``hit_rate_by_tier['cpu']``). Raises ConfigError for a config that is not
-    plain LRU (see :func:`check_lru_config`).
+    ``cpu``: with an SSD or remote tier enabled the CPU tier still holds the same blocks
+    (it gets every block a request matches or inserts), so the curve is its share of the
+    prompt tokens (``hit_rate_by_tier['cpu']``). ``ssd``: SSD's share with the CPU tier
+    at ``num_cpu_blocks``, whether or not the config enables SSD. ``remote``: the remote
+    tier's share behind CPU and SSD at their configured sizes (SSD off: none). See the
+    module docstring. Raises ConfigError for a config that is not plain LRU (see
+    :func:`check_lru_config`) or, for SSD and remote, has a bounded remote store.
     """
     if tier not in TIERS:
         raise ConfigError(
@@ -320,8 +371,17 @@ def hit_rate_curve(
         )
     check_lru_config(inp)
     config = inp.config
-    tpb = config.cache_config.tokens_per_block
+    cc = config.cache_config
+    tpb = cc.tokens_per_block
     assert tpb is not None
+    behind: dict[str, int] = {}
+    cut = floor = 0  # cut: blocks of a request that reach the tier (0: all of them)
+    if tier != "cpu":
+        check_lower_tier(inp, tier)
+        cut = floor = behind["cpu"] = cc.tier_blocks("cpu")
+        if tier == "remote":
+            behind["ssd"] = cc.tier_blocks("ssd") if cc.enable_ssd else 0
+            floor = max(floor, behind["ssd"])
     requests = inp.requests
     num_gpu = config.serving_config.num_gpu_blocks
     gpu = GpuPrefixCache(num_gpu) if num_gpu > 0 else None
@@ -334,8 +394,10 @@ def hit_rate_curve(
         for i, req in enumerate(requests):
             keys = req.keys
             first, handle = gpu.acquire(keys, req.t) if gpu is not None else (0, None)
-            runs = touch(keys)
+            runs = touch(keys if not cut or len(keys) <= cut else keys[:cut])
             if req.op == "get":
+                if tier != "cpu":
+                    runs = _behind(runs, floor, tier == "remote")
                 add(runs, first, req.num_tokens)
             if gpu is not None:
                 gpu.release(keys, handle, req.t)
@@ -352,10 +414,26 @@ def hit_rate_curve(
         gets=tally.gets,
         prompt_tokens=tally.prompt_tokens,
         distinct_blocks=distances.live,
-        configured_blocks=config.cache_config.num_cpu_blocks,
+        configured_blocks=cc.tier_blocks(tier) if cc.tier_enabled(tier) else None,
         hits=hits,
         wall_s=wall_s,
+        behind_blocks=behind,
     )
+
+
+def _behind(
+    runs: list[tuple[int, int, int]], floor: int, by_position: bool
+) -> list[tuple[int, int, int]]:
+    """The runs' blocks that the tiers in front lack (distance above ``floor``); with
+    ``by_position``, each block's distance becomes its position plus one (the remote
+    tier: a block seen before hits once the tier holds that many blocks)."""
+    out = []
+    for k1, k2, base in runs:
+        lo = floor + 1 - base  # base + k > floor from block lo on
+        lo = max(lo, k1)
+        if lo < k2:
+            out.append((lo, k2, 1 if by_position else base))
+    return out
 
 
 # ---- output -----------------------------------------------------------------------------
@@ -385,6 +463,7 @@ def curve_summary(curve: HitRateCurve, kind: str = "changes") -> dict[str, Any]:
         "configured_hit_rate": (
             None if curve.configured_blocks is None else curve.hit_rate_at(curve.configured_blocks)
         ),
+        "behind_blocks": dict(curve.behind_blocks),
         "wall_s": curve.wall_s,
         "points_kind": kind,
         "points": [
@@ -442,37 +521,87 @@ def write_curve_page(
     from .report.html import Page, fmt_int, fmt_pct, note, table
 
     tpb = summary["tokens_per_block"]
-    line = {"color": figures.TIER_COLORS["cpu"], "width": 2}
-    fig = go.Figure(go.Scatter(x=capacities, y=rates, mode="lines", line=line,
-                               hovertemplate="%{x:,} blocks: %{y:.2%}<extra></extra>"))
-    rows = [(f"{k} of the maximum", v["capacity_blocks"], v["hit_rate"])
-            for k, v in summary["capacity_for"].items()]
+    tier = summary["tier"]
+    name = TIER_LABELS[tier]
+    behind = summary.get("behind_blocks") or {}
+    front = " and ".join(f"{TIER_LABELS[t]} {fmt_int(n)}" for t, n in behind.items())
+    line = {"color": figures.TIER_COLORS[tier], "width": 2}
+    fig = go.Figure(
+        go.Scatter(
+            x=capacities,
+            y=rates,
+            mode="lines",
+            line=line,
+            hovertemplate="%{x:,} blocks: %{y:.2%}<extra></extra>",
+        )
+    )
+    rows = [
+        (f"{k} of the maximum", v["capacity_blocks"], v["hit_rate"])
+        for k, v in summary["capacity_for"].items()
+    ]
     configured = summary.get("configured_blocks")
     if configured:
         rows.append(("configured", configured, summary.get("configured_hit_rate")))
     for label, cap, _ in rows:
         mine = label == "configured"
-        fig.add_vline(x=cap, annotation_text=label.replace(" the maximum", " max"),
-                      annotation_position="top left" if mine else "bottom right",
-                      line={"dash": "dash" if mine else "dot", "width": 1,
-                            "color": "#d62728" if mine else "#9aa5b1"})
-    figures.styled(fig, f"{summary['tier'].upper()} tier hit rate by capacity (LRU)",
-                   f"capacity (blocks of {tpb} tokens)", "hit rate (share of prompt tokens)",
-                   percent_y=True)
-    axis_buttons = [{"label": t, "method": "relayout", "args": [{"xaxis.type": t}]}
-                    for t in ("linear", "log")]
-    fig.update_layout(showlegend=False, updatemenus=[{
-        "type": "buttons", "direction": "right", "x": 1.0, "xanchor": "right", "y": 1.12,
-        "buttons": axis_buttons}])
+        fig.add_vline(
+            x=cap,
+            annotation_text=label.replace(" the maximum", " max"),
+            annotation_position="top left" if mine else "bottom right",
+            line={
+                "dash": "dash" if mine else "dot",
+                "width": 1,
+                "color": "#d62728" if mine else "#9aa5b1",
+            },
+        )
+    title = f"{name} tier hit rate by capacity (LRU)"
+    if front:
+        title += f", behind {front} blocks"
+    figures.styled(
+        fig,
+        title,
+        f"{name} capacity (num_{tier}_blocks, blocks of {tpb} tokens)",
+        f"{name} hit rate (its share of prompt tokens)",
+        percent_y=True,
+    )
+    axis_buttons = [
+        {"label": t, "method": "relayout", "args": [{"xaxis.type": t}]} for t in ("linear", "log")
+    ]
+    fig.update_layout(
+        showlegend=False,
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "right",
+                "x": 1.0,
+                "xanchor": "right",
+                "y": 1.12,
+                "buttons": axis_buttons,
+            }
+        ],
+    )
     page = Page(
-        f"FlexKV Twin hit-rate curve: {summary.get('trace_name', 'trace')}",
-        f"{summary['tier']} tier · {fmt_int(summary['requests'])} requests · "
+        f"FlexKV Twin {name} hit-rate curve: {summary.get('trace_name', 'trace')}",
+        f"{name} tier{f' behind {front} blocks' if front else ''} · "
+        f"{fmt_int(summary['requests'])} requests · "
         f"{fmt_int(summary['distinct_blocks'])} distinct blocks · max hit rate "
         f"{fmt_pct(summary['max_hit_rate'])}",
     )
-    page.section("Hit rate by capacity", page.figure(fig), note(
+    text = (
         "Exact LRU hit rate at every capacity (one pass over the trace, stack distances), "
-        "as flexkv-sim replay --mode hitrate counts it."))
+        f"as flexkv-sim replay --mode hitrate counts it (hit_rate_by_tier.{tier})."
+    )
+    if front:
+        text += (
+            f" The tiers in front stay at their configured sizes ({front} blocks); the "
+            "CPU tier passes at most num_cpu_blocks blocks of a request down."
+        )
+    if tier == "remote":
+        text += (
+            " The remote store keeps what the remote index evicts and a GET adopts it "
+            "back, so num_remote_blocks bounds only how many blocks one request loads."
+        )
+    page.section("Hit rate by capacity", page.figure(fig), note(text))
     cells = [(k, fmt_int(c), fmt_int(c * tpb), fmt_pct(h, 2)) for k, c, h in rows]
     page.section("Key capacities", table(("capacity", "blocks", "tokens", "hit rate"), cells))
     return page.write(Path(out))
