@@ -14,10 +14,26 @@ import click
 from flexkv_engine.cli_common import echo_json, exit_on_bad_input, progress_option, trace_options
 from flexkv_engine.replay_input import prepare_replay
 
+from .hardware import DEFAULT_PROFILES
+
 # As in flexkv_sim.curve, which is imported only when the command runs (numpy); a test
 # checks that they agree.
 CURVE_TIERS = ("cpu", "ssd", "remote")
 POINT_KINDS = ("changes", "corners")
+
+
+# `sweep` and `doctor` take a scenario file, or a trace with the options of `replay`.
+scenario_or_trace_argument = click.argument(
+    "path", metavar="SCENARIO|TRACE", type=click.Path(exists=True, dir_okay=False)
+)
+hardware_option = click.option(
+    "--hardware",
+    multiple=True,
+    metavar="PROFILE",
+    help="Hardware profile name in scenarios/hardware or a YAML path; repeat to merge "
+    "(later wins). Default: the scenario's `hardware`, else "
+    f"{' '.join(DEFAULT_PROFILES)}.",
+)
 
 
 def register(group: click.Group) -> None:
@@ -142,7 +158,8 @@ def curve(
 
 
 @click.command()
-@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
+@scenario_or_trace_argument
+@trace_options
 @click.option(
     "--grid",
     "grid",
@@ -165,11 +182,13 @@ def curve(
     default=None,
     help="Replay mode (default: the scenario's, else hitrate).",
 )
+@hardware_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
     default=None,
-    help="Result directory [default: runs/<scenario>-sweep].",
+    help="Result directory [default: runs/<name>-sweep, the scenario's name or the "
+    "trace file's stem].",
 )
 @click.option(
     "--executor",
@@ -183,35 +202,51 @@ def curve(
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON to stdout.")
 @exit_on_bad_input
 def sweep(
-    scenario: str,
+    path: str,
+    trace_format: str | None,
+    block_size: int | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
     grid: tuple[str, ...],
     jobs: int,
     mode: str | None,
+    hardware: tuple[str, ...],
     out: str | None,
     executor: str,
     address: str | None,
     as_json: bool,
 ) -> None:
-    """Replay SCENARIO at every point of a grid of config overrides, in parallel.
+    """Replay a scenario or a TRACE at every point of a grid of config overrides, in parallel.
 
-    Writes results.csv, results.parquet, results.json (schema) and dashboard.html. The
-    scenario schema is in flexkv_sim/sweep/SCHEMA.md.
+    The argument is a scenario file (schema in flexkv_sim/sweep/SCHEMA.md: trace or
+    workload, config, hardware, mode), or a trace with --config, --set, --format and
+    --block-size as flexkv-sim replay takes them (a scenario names those itself).
+    Writes results.csv, results.parquet, results.json (schema) and dashboard.html.
 
     \b
-    Example:
+    Examples:
       flexkv-sim sweep chat.yaml --grid cache_config.num_cpu_blocks=1000,4000,16000 \\
           --grid cache_config.tokens_per_block=16,64 --jobs 2 --out runs/chat-sweep
+      flexkv-sim sweep chat.jsonl --config base.json \\
+          --grid cache_config.num_cpu_blocks=1000,4000,16000
     """
     from .sweep import (
         SweepError,
-        load_scenario,
+        load_scenario_or_trace,
         parse_grid,
         run_sweep,
         write_dashboard,
         write_results,
     )
 
-    spec = load_scenario(scenario)
+    spec = load_scenario_or_trace(
+        path,
+        trace_format=trace_format,
+        block_size=block_size,
+        config_path=config_path,
+        overrides=overrides,
+        hardware=hardware,
+    )
     axes = parse_grid(grid)
     out_dir = Path(out) if out is not None else Path("runs") / f"{spec.name}-sweep"
 
@@ -263,7 +298,9 @@ def compare(run_dirs: tuple[str, ...], labels: str | None, output: str) -> None:
 
 
 @click.command()
-@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
+@scenario_or_trace_argument
+@trace_options
+@hardware_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON to stdout.")
 @click.option(
     "--out",
@@ -275,21 +312,45 @@ def compare(run_dirs: tuple[str, ...], labels: str | None, output: str) -> None:
     "--timing/--no-timing",
     default=True,
     show_default=True,
-    help="Check transfer latencies with timing-mode replays on the scenario's hardware.",
+    help="Check transfer latencies with timing-mode replays on the hardware profiles.",
 )
 @exit_on_bad_input
-def doctor(scenario: str, as_json: bool, out: str | None, timing: bool) -> None:
-    """The operator guide's troubleshooting, applied to SCENARIO.
+def doctor(
+    path: str,
+    trace_format: str | None,
+    block_size: int | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    hardware: tuple[str, ...],
+    as_json: bool,
+    out: str | None,
+    timing: bool,
+) -> None:
+    """The operator guide's troubleshooting, applied to a scenario or a TRACE.
 
     Grades the hit rate, separates workload reuse, capacity misses, eviction settings
     and block size, checks transfer latency per block and memory per tier, and gives
     each suggested change with its effect predicted by replaying it in the twin.
-    The scenario schema is in flexkv_sim/sweep/SCHEMA.md.
+    The argument is a scenario file (schema in flexkv_sim/sweep/SCHEMA.md), or a trace
+    with --config, --set, --format and --block-size as flexkv-sim replay takes them.
+
+    \b
+    Examples:
+      flexkv-sim doctor scenarios/tuning/capacity-before.yaml
+      flexkv-sim doctor chat.jsonl --config base.json --hardware h100-sxm-pcie5
     """
     from .doctor import diagnose, render_text, write_doctor_dir
-    from .sweep import load_scenario
+    from .sweep import load_scenario_or_trace
 
-    report = diagnose(load_scenario(scenario), timing=timing)
+    scenario = load_scenario_or_trace(
+        path,
+        trace_format=trace_format,
+        block_size=block_size,
+        config_path=config_path,
+        overrides=overrides,
+        hardware=hardware,
+    )
+    report = diagnose(scenario, timing=timing)
     if out is not None:
         write_doctor_dir(Path(out), report)
     if as_json:
