@@ -246,6 +246,28 @@ class FluidLink:
         self._advance()
 
 
+class HostCpu(FluidLink):
+    """The engine's host CPUs: ``cpus`` of them, shared by the jobs running at once.
+
+    A job is ``seconds`` of CPU work; alone it takes that long (one thread uses one CPU
+    at most), and ``n`` jobs at once each get ``min(1, cpus / n)`` of a CPU (processor
+    sharing, as the kernel's scheduler shares CPUs among busy threads).
+    """
+
+    UNIT = 1e12  # work in CPU picoseconds: the link moves integers
+
+    def __init__(self, env: simpy.Environment, cpus: float, *, bin_s: float = 1.0) -> None:
+        super().__init__(env, "host", Curve(bandwidth=self.UNIT), bin_s=bin_s)
+        self.cpus = float(cpus)
+
+    def rate(self) -> float:
+        return self.UNIT * min(self.cpus, max(len(self._flows), 1))
+
+    def run(self, seconds: float, then: Callable[[], None]) -> None:
+        """``seconds`` of CPU work starting now; ``then()`` once it is done."""
+        self.transfer(max(round(seconds * self.UNIT), 1), 1, then)
+
+
 class DuplexPair:
     """Two links of one PCIe slot: alone each runs at its bandwidth, together they share."""
 

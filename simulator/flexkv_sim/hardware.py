@@ -129,6 +129,12 @@ class HardwareProfile:
     # from a graph's last op done to its request seeing it done (the engine's completion
     # path: poller wake-up and bookkeeping)
     complete_s: float = 0.0
+    # The engine's host CPU (its interpreter and harness), shared by every request: CPU
+    # seconds per prompt block in the prefill window and beside the PUT, and the CPUs
+    # that this work can use at once (0 per block: not modelled, host work is free)
+    prefill_cpu_per_block_s: float = 0.0
+    put_cpu_per_block_s: float = 0.0
+    host_cpus: float = 1.0
     compute: ComputeModel = field(default_factory=ComputeModel)
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -196,6 +202,7 @@ _SECTIONS = (
     "compute",
     "match",
     "complete",
+    "interpreter",
     "sources",
 )
 
@@ -264,7 +271,27 @@ def _host_sections(base: HardwareProfile, data: Mapping[str, Any], source: str) 
             updates[field_name] = _value(parse_duration, data[key], key, source)
     if "compute" in data:
         updates["compute"] = _build(base.compute, data["compute"], "compute", source)
+    host = _section(data, "interpreter", source)
+    _check_keys(host, tuple(INTERPRETER_KEYS), "interpreter", source)
+    for key, field_name in INTERPRETER_KEYS.items():
+        if key in host:
+            where = f"interpreter.{key}"
+            if key == "cpus":
+                value = host[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+                    raise ProfileError("must be a number >= 1", key_path=where, source=source)
+                updates[field_name] = float(value)
+            else:
+                updates[field_name] = _value(parse_duration, host[key], where, source)
     return updates
+
+
+#: The ``interpreter`` section: key -> HardwareProfile field.
+INTERPRETER_KEYS = {
+    "prefill_per_block": "prefill_cpu_per_block_s",
+    "put_per_block": "put_cpu_per_block_s",
+    "cpus": "host_cpus",
+}
 
 
 def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str, source: str) -> None:

@@ -21,7 +21,7 @@ pytest.importorskip("torch")
 from click.testing import CliRunner
 
 from flexkv_engine.cli import main as run_main
-from flexkv_engine.trace import read_trace
+from flexkv_engine.trace import RequestRecord, read_trace
 from flexkv_sim.cli import main as sim_main
 from flexkv_sim.workloads import generate, write_trace
 
@@ -100,3 +100,21 @@ def test_validate_reports_queueing_and_throughput(paced_run) -> None:
     rate = report["throughput"]["requests_per_s"]
     assert rate["measured"] == pytest.approx(summary["requests"] / summary["wall_s"])
     assert rate["rel_err"] < 0.15
+
+
+def test_the_host_cpu_work_is_measured_and_fitted(paced_run) -> None:
+    import yaml
+
+    root, summary, _ = paced_run
+    cpu = summary["cpu"]
+    # Both are CPU seconds of this process during the replay; the prefill windows'
+    # share is part of the whole.
+    assert 0 < cpu["prefill_s"] < cpu["process_s"]
+    blocks = sum(len(r.keys) for r in read_trace(root / "chat.jsonl")
+                 if isinstance(r, RequestRecord))
+    host = yaml.safe_load((root / "fit.yaml").read_text())["interpreter"]
+    assert host["prefill_per_block"] * blocks == pytest.approx(cpu["prefill_s"])
+    assert host["put_per_block"] > 0
+    assert host["cpus"] >= 1
+    assert "paced run" in yaml.safe_load((root / "fit.yaml").read_text())["sources"][
+        "interpreter"]

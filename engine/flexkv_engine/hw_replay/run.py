@@ -76,7 +76,7 @@ def run_replay(
     emulator = ServingEmulator(kv, prefix_blocks, working, serving.compute,
                                emulate_compute=prefill == "model")
     records: list[tuple[Any, ...]] = []
-    begin = time.perf_counter()
+    begin, cpu = time.perf_counter(), time.process_time()
     # The records' clock: seconds since the replay began; paced, the first arrival is
     # at its trace time / speed, as in the twin.
     start = 0.0 if speed is None or not inp.requests else inp.requests[0].t / speed
@@ -91,6 +91,7 @@ def run_replay(
         else:
             records = _paced(emulator, inp.requests, speed, concurrency, tracer, progress)
         wall_s = time.perf_counter() - begin
+        cpu_s = time.process_time() - cpu
     finally:
         kv.close()
     records.sort(key=lambda r: r[1])
@@ -105,6 +106,9 @@ def run_replay(
             for name in ("get_s", "ttft_s", "queue_s", "put_s")
         },
         "failed_ops": kv.failed_ops,
+        # CPU seconds of the whole process during the replay, and of the requests'
+        # prefill windows (the twin's interpreter model is fitted from them)
+        "cpu": {"process_s": round(cpu_s, 6), "prefill_s": round(emulator.prefill_cpu_s, 6)},
         **{k: v for k, v in kv.stats().items() if k in ("remote_errors", "ssd_errors", "ssd")},
     }
     summary = build_summary(inp, kv.planner, tool="flexkv-run",

@@ -106,6 +106,9 @@ class ServingEmulator:
         # perf_counter -> the replay's clock for the records (request_life.COLUMNS)
         self.elapsed: Callable[[float], float] = lambda t: t
         self.failures: list[IntegrityFailure] = []
+        # CPU seconds of the requests' threads in the prefill window (writing the missed
+        # blocks, checking the loaded ones): the twin's ``interpreter.prefill_per_block``
+        self.prefill_cpu_s = 0.0
         self._lock = threading.Lock()  # the prefix cache and slot contents
 
     def serve(self, req: RequestRecord, arrived: float) -> tuple[Any, ...]:
@@ -131,10 +134,11 @@ class ServingEmulator:
         # the request is held for at least the compute model's time. That window also
         # hides the byte check of the loaded blocks; without a compute model the check
         # runs beside the PUT instead (both only read the slots).
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.thread_time()
         fill_slots(gpu, self.layout, slots[loaded:], keys[loaded:])
         if result is not None and self.emulate_compute:
             self._check(req, slots, result)
+        self._add_prefill_cpu(time.thread_time() - cpu)
         prefill_s = 0.0
         if self.emulate_compute:
             reused = tokens_in(0, loaded, tpb, tokens)
@@ -167,6 +171,10 @@ class ServingEmulator:
             bool(result and result.in_flight), started - arrived, get_s, prefill_s, ttft_s,
             decode_s, put_s, self.elapsed(time.perf_counter()),
         )
+
+    def _add_prefill_cpu(self, seconds: float) -> None:
+        with self._lock:
+            self.prefill_cpu_s += seconds
 
     def _check(self, req: RequestRecord, slots: list[int], result: KVResult) -> None:
         first = result.hit_blocks.get(GPU, 0)

@@ -47,7 +47,7 @@ from flexkv_engine.request_life import COLUMNS, tier_tokens
 from flexkv_engine.serving_pool import WorkingPool, working_blocks
 from flexkv_engine.trace import TransferRecord
 
-from ..devices import DuplexPair, FluidLink, Gate
+from ..devices import DuplexPair, FluidLink, Gate, HostCpu
 from ..hardware import HardwareProfile
 from ..progress import cyclic_gc_paused, progress_bar
 from .store import StoreModel, fail_lost_reads, record_writes
@@ -99,6 +99,13 @@ class TimingModel:
             self.compute = profile.compute
         self.match_s = profile.match_s
         self.complete_s = profile.complete_s
+        # The engine's host CPU work (interpreter.* of the profile): with it, the match
+        # and completion times and each request's per-block work share the host's CPUs,
+        # so that a loaded engine waits for its CPUs as well as for its devices.
+        self.prefill_cpu_s = profile.prefill_cpu_per_block_s
+        self.put_cpu_s = profile.put_cpu_per_block_s
+        self.host = (HostCpu(env, profile.host_cpus, bin_s=bin_s)
+                     if self.prefill_cpu_s or self.put_cpu_s else None)
         qd = cache.ssd_cache_iouring_entries
         links = {
             H2D: FluidLink(env, H2D, profile.h2d_curve(cache), bin_s=bin_s),
@@ -139,6 +146,14 @@ class TimingModel:
         self.transfers: list[TransferRecord] | None = None  # a list: record every op
         # A list: log every planner call as the engine's tracer does (event records).
         self.events: list[dict[str, Any]] | None = None
+
+    def cpu(self, seconds: float, then: Callable[[], None]) -> None:
+        """``then()`` after ``seconds`` of host work: on the host's CPUs when they are
+        modelled, else a plain delay."""
+        if self.host is not None:
+            self.host.run(seconds, then)
+        else:
+            self.env.timeout(seconds).callbacks.append(lambda _ev: then())
 
     def log(self, kind: str, request_id: str, **fields: Any) -> None:
         """One planner call, numbered in call order (``ordered.replay_events`` reads it)."""
@@ -205,10 +220,10 @@ class TimingModel:
         """Run ``graph``'s ops on the links as their dependencies allow, then call ``then``
         (after the profile's ``complete`` time: the engine's completion path)."""
         if self.complete_s:
-            after, env, delay = then, self.env, self.complete_s
+            after, delay = then, self.complete_s
 
             def then() -> None:
-                env.timeout(delay).callbacks.append(lambda _ev: after())
+                self.cpu(delay, after)
 
         complete = self.planner.complete if self.events is None else self._complete
         if len(graph.ops) == 1:  # the common case: no dependencies to follow
@@ -326,7 +341,7 @@ class _RequestRun:
         env = self.model.env
         self.start = env.now
         if self.model.match_s and self.req.op == "get":
-            env.timeout(self.model.match_s).callbacks.append(self.get)
+            self.model.cpu(self.model.match_s, self.get)
         else:
             self.get()
 
@@ -368,7 +383,21 @@ class _RequestRun:
         model, req = self.model, self.req
         tokens = req.num_tokens
         reused = min(self.gpu_blocks * model.tpb, tokens) + sum(self.hits)
-        self.prefill_s = model.compute.prefill_time(tokens - reused, reused)
+        compute_s = model.compute.prefill_time(tokens - reused, reused)
+        work = model.prefill_cpu_s * len(req.keys)
+        if work:  # the prefill window ends once the compute and the host work are over
+            began, self.pending = model.env.now, 2
+
+            def over(_event: Any = None) -> None:
+                self.pending -= 1
+                if not self.pending:
+                    self.prefill_s = model.env.now - began
+                    self.first_token()
+
+            model.cpu(work, over)
+            model.env.timeout(compute_s).callbacks.append(over)
+            return
+        self.prefill_s = compute_s
         if self.prefill_s:
             model.env.timeout(self.prefill_s).callbacks.append(self.first_token)
         else:
@@ -379,6 +408,9 @@ class _RequestRun:
         self.ttft_s = env.now - self.arrival
         self.put_done = env.now
         self.pending = 2
+        if model.put_cpu_s:  # the host work beside the PUT
+            self.pending += 1
+            model.cpu(model.put_cpu_s * len(req.keys), self.decoded)
         put = model.planner.plan_put(req.request_id, req.keys, req.num_tokens, env.now)
         if model.events is not None:
             model.log("put", req.request_id, now=env.now, gpu_blocks=0, remote_known=0)
