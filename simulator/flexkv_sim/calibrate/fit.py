@@ -66,6 +66,17 @@ from .estimate import CurveFit, OpSample, alone_times, fit_curve
 SSD_PATHS = (SSD_READ, SSD_WRITE)
 LOAD_PATHS = (H2D, SSD_READ, REMOTE_READ)
 
+#: A path fitted from fewer ops than this is flagged: with a handful of ops, a burst or
+#: two on a shared machine moves its overhead and bandwidth, and its jitter (a median of
+#: deviations) means little.
+MIN_FIT_OPS = 20
+#: A path whose curve explains less than this share of the variance of its op times is
+#: flagged (its sizes say little about its times; the jitter carries the rest). Not 0.8:
+#: the recorded fit of bench/RESULTS.md (calibration, run A) has R^2 0.74 to 0.79 on
+#: paths that predict held-out runs within about 10%, a good fit on a shared machine;
+#: under 0.5, the noise explains more of the op times than the curve does.
+MIN_FIT_R2 = 0.5
+
 
 @dataclass(frozen=True)
 class RunData:
@@ -197,6 +208,20 @@ def _path_fit(path: str, samples: list[OpSample], gap: float) -> PathFit:
     )
 
 
+def fit_warnings(f: PathFit) -> list[str]:
+    """Why the fit of ``f`` is doubtful: fewer than :data:`MIN_FIT_OPS` ops, or an R^2
+    below :data:`MIN_FIT_R2`. Empty when neither."""
+    out = []
+    if f.ops < MIN_FIT_OPS:
+        out.append(f"fitted from {f.ops} ops, fewer than {MIN_FIT_OPS}")
+    if f.r2 < MIN_FIT_R2:
+        out.append(
+            f"R^2 {f.r2:.3f} is below {MIN_FIT_R2}: op sizes explain little of its op times "
+            f"(median error {f.median_rel_err:.1%}, jitter {f.jitter:.3f})"
+        )
+    return out
+
+
 def _method(f: PathFit, runs: int) -> str:
     text = (
         f"robust least squares on relative errors over {f.ops} ops of {runs} run(s) "
@@ -213,6 +238,8 @@ def _method(f: PathFit, runs: int) -> str:
             if f.queue_depth_identified
             else "; runs at one queue depth only, so no queue-depth term"
         )
+    for warning in fit_warnings(f):
+        text += f"; warning: {warning}"
     return text
 
 
