@@ -24,7 +24,7 @@ from .cli_analysis import register as register_analysis
 from .cli_calibrate import calibrate, validate
 from .cli_shared import shared
 from .cli_trace import trace
-from .hardware import DEFAULT_PROFILES, load_profiles
+from .hardware import DEFAULT_PROFILES, HITRATE_HARDWARE_NOTE, load_profiles
 from .output import RECORD_FORMATS, write_run_dir
 from .replay import replay_hitrate
 from .replay.hitrate import RECORD_COLUMNS
@@ -55,7 +55,8 @@ def main() -> None:
     multiple=True,
     metavar="PROFILE",
     help="Hardware profile name in scenarios/hardware or a YAML path; repeat to merge "
-    f"(later wins). Default: {' '.join(DEFAULT_PROFILES)}.",
+    f"(later wins). Default: {' '.join(DEFAULT_PROFILES)}. Checked in both modes; only "
+    "timing uses it (hit rates do not depend on the hardware).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON to stdout.")
 @click.option(
@@ -105,7 +106,12 @@ def replay(
     Without --config only a CPU tier is configured (16 GiB of the default model layout,
     or --set cache_config.num_cpu_blocks=N). A coarser --set
     cache_config.tokens_per_block re-blocks the trace exactly; a finer one is refused.
+    A bad --hardware profile is an error (exit 2) in either mode.
     """
+    # Loaded, hence checked, before the trace is read; hit-rate mode then leaves it be.
+    profile = load_profiles(hardware or DEFAULT_PROFILES) if hardware or mode == "timing" else None
+    if hardware and mode != "timing":
+        click.echo(f"flexkv-sim: note: {HITRATE_HARDWARE_NOTE}", err=True)
     inp = prepare_replay(
         trace,
         trace_format=trace_format,
@@ -117,7 +123,7 @@ def replay(
     if timeline is not None and mode != "timing":
         raise click.UsageError("--timeline needs --mode timing")
     if mode == "timing":
-        profile = load_profiles(hardware or DEFAULT_PROFILES)
+        assert profile is not None
         timed = replay_timing(
             inp, profile, progress=progress, record_transfers=timeline is not None
         )

@@ -12,7 +12,7 @@ from flexkv_engine.core.paths import CACHE_TIERS
 from flexkv_engine.replay_input import prepare_replay
 from flexkv_engine.summary import percentiles
 
-from .hardware import DEFAULT_PROFILES, load_profiles
+from .hardware import DEFAULT_PROFILES, HITRATE_HARDWARE_NOTE, load_profiles
 from .replay.shared import ROUTES, SharedResult, replay_shared_hitrate, replay_shared_timing, route
 from .replay.timing import TIMING_COLUMNS
 
@@ -53,7 +53,8 @@ from .replay.timing import TIMING_COLUMNS
     "--hardware",
     multiple=True,
     metavar="PROFILE",
-    help=f"Timing mode: hardware profiles (default: {' '.join(DEFAULT_PROFILES)}).",
+    help=f"Timing mode: hardware profiles (default: {' '.join(DEFAULT_PROFILES)}). "
+    "Checked in both modes.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary JSON.")
 @click.option(
@@ -85,6 +86,7 @@ def shared(
     """
     if (trace is None) == (scenario is None):
         raise click.UsageError("give either TRACE or --scenario")
+    given = hardware
     if scenario is not None:
         from flexkv_engine.config.loader import parse_overrides
 
@@ -105,6 +107,10 @@ def shared(
             overrides=overrides,
         )
     mode = mode or "hitrate"
+    # Checked in both modes (a bad profile is an error); only timing uses it.
+    profile = load_profiles(hardware or DEFAULT_PROFILES) if hardware or mode == "timing" else None
+    if given and mode != "timing":
+        click.echo(f"flexkv-sim: note: {HITRATE_HARDWARE_NOTE}", err=True)
     if not inp.config.cache_config.enable_remote:
         raise click.UsageError(
             "the config has no remote tier: set cache_config.num_remote_blocks (or remote_cache_gb)"
@@ -113,7 +119,7 @@ def shared(
     runs = {}
     for label, share in (("shared", True), ("private", False)):
         if mode == "timing":
-            profile = load_profiles(hardware or DEFAULT_PROFILES)
+            assert profile is not None
             runs[label] = replay_shared_timing(parts, profile, shared=share)
         else:
             runs[label] = replay_shared_hitrate(parts, shared=share)

@@ -28,6 +28,12 @@ from flexkv_engine.units import parse_duration, parse_rate
 PROFILE_SCHEMA_VERSION = 1
 HARDWARE_DIR_ENV = "FLEXKV_HARDWARE_DIR"
 DEFAULT_PROFILES = ("h100-sxm-pcie5", "ssd-gen4", "network-25gbe")
+#: What the replay commands say when ``--hardware`` is given in hit-rate mode: the
+#: profiles are loaded and checked (a bad one is an error in either mode), then unused.
+HITRATE_HARDWARE_NOTE = (
+    "hardware profiles do not change hit rates (hitrate mode moves no bytes and times "
+    "nothing); the profiles given were checked, and --mode timing uses them"
+)
 
 
 class ProfileError(ConfigError):
@@ -167,7 +173,8 @@ def find_profile(name: str) -> Path:
     if not candidate.exists():
         known = sorted(p.stem for p in hardware_dir().glob("*.yaml"))
         raise ProfileError(
-            f"unknown hardware profile {name!r}; choose from: {', '.join(known)} (or a path)"
+            f"unknown hardware profile {name!r}; choose from: {', '.join(known)} (the "
+            f"profiles in {hardware_dir()}), or give a path to a YAML file"
         )
     return candidate
 
