@@ -62,6 +62,7 @@ from flexkv_engine.trace import (
 
 from .duplex import duplex_bandwidth, overlaps
 from .estimate import CurveFit, OpSample, alone_times, fit_curve
+from .host import fit_interpreter
 
 SSD_PATHS = (SSD_READ, SSD_WRITE)
 LOAD_PATHS = (H2D, SSD_READ, REMOTE_READ)
@@ -366,6 +367,7 @@ def calibrate(runs: RunData | Sequence[RunData]) -> tuple[dict[str, Any], list[P
         f"median time from the last op's end to the request's end over {len(ends)} GETs "
         "and PUTs that moved something")
     _compute(runs, doc)
+    fit_interpreter(runs, doc)
     return doc, list(fits.values())
 
 
