@@ -97,12 +97,44 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-def print_summary(summary: dict, out: str | None = None, report_path: Any = None) -> None:
-    """The terminal summary of a replay, the same for ``flexkv-sim`` and ``flexkv-run``."""
+TIER_NAMES = {"cpu": "CPU", "ssd": "SSD", "remote": "remote"}
+
+
+def hit_rate_scope(summary: dict[str, Any]) -> str:
+    """What ``hit_rate`` counts, and the GPU prefix hits it leaves out.
+
+    ``CPU+SSD tiers; GPU prefix hits 0.1200 not counted, 0.6500 with them``, or ``CPU
+    tier; no GPU prefix cache``. The report says the same in percent.
+    """
+    tiers = [t for t in TIER_NAMES if t in (summary.get("tiers") or {})] or list(TIER_NAMES)
+    scope = "+".join(TIER_NAMES[t] for t in tiers) + (" tier" if len(tiers) == 1 else " tiers")
+    gpu = (summary.get("hit_rate_by_tier") or {}).get("gpu")
+    gpu_blocks = ((summary.get("config") or {}).get("serving_config") or {}).get("num_gpu_blocks")
+    if not gpu and gpu_blocks == 0:
+        return f"{scope}; no GPU prefix cache"
+    if gpu is None:
+        return f"{scope}; GPU prefix hits not recorded"
+    return (
+        f"{scope}; GPU prefix hits {gpu:.4f} not counted, {summary['hit_rate'] + gpu:.4f} with them"
+    )
+
+
+def print_summary(
+    summary: dict,
+    out: str | None = None,
+    report_path: Any = None,
+    rows: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """The terminal summary of a replay, the same for ``flexkv-sim`` and ``flexkv-run``.
+
+    The headline hit rate says what it counts; ``why`` lines (the bound, the capacity it
+    needs, the doctor's findings) follow the figures; ``rows`` add a tool's own lines;
+    the last line names the report when there is one.
+    """
     by_tier = summary["hit_rate_by_tier"]
     click.echo(f"requests        {summary['requests']}")
     click.echo(f"prompt tokens   {summary['prompt_tokens']}")
-    click.echo(f"hit rate        {summary['hit_rate']:.4f}  (CPU + SSD + remote / prompt tokens)")
+    click.echo(f"hit rate        {summary['hit_rate']:.4f}  ({hit_rate_scope(summary)})")
     tiers = "  ".join(f"{t} {r:.4f}" for t, r in by_tier.items())
     click.echo(f"by tier         {tiers}")
     latency = summary.get("latency")
@@ -115,7 +147,11 @@ def print_summary(summary: dict, out: str | None = None, report_path: Any = None
                     f"p99 {p['p99'] * 1e3:.3f} ms"
                 )
     click.echo(f"load / replay   {summary['load_s']:.3f} s / {summary['wall_s']:.3f} s")
+    for label, value in rows:
+        click.echo(f"{label:<16}{value}")
+    for i, line in enumerate(summary.get("why") or ()):
+        click.echo(f"{'why' if i == 0 else '':<16}{line}")
     if out is not None:
         click.echo(f"results in      {out}")
     if report_path is not None:
-        click.echo(f"report          {report_path}")
+        click.echo(f"report in       {report_path}")

@@ -63,7 +63,8 @@ def main() -> None:
     "--out",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write summary.json, requests.csv, utilisation.csv, config.json and report.html here.",
+    help="Write summary.json, requests.csv, utilisation.csv, capacity_curve.csv, config.json "
+    "and report.html here.",
 )
 @click.option(
     "--records",
@@ -149,6 +150,9 @@ def replay(
         )
         extra = None
     summary = build_summary(inp, planner, tool="flexkv-sim", mode=mode, wall_s=wall_s, extra=extra)
+    from .doctor.why import add_why
+
+    why = add_why(inp, summary)
     report_path = None
     if out is not None:
         run_dir = write_run_dir(
@@ -160,6 +164,7 @@ def replay(
             links=links,
             records_format=records_format,
         )
+        why.write_curve(run_dir)
         if report:
             from .report import write_report
 

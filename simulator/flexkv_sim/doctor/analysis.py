@@ -34,13 +34,38 @@ from flexkv_engine.config.model import GIB
 
 from ..hardware import DEFAULT_PROFILES, HardwareProfile, load_profiles
 from ..sweep.scenario import LoadedTrace, Scenario, load_trace, point_config, prepare_point
+from .rules import (
+    CAPACITY_FACTORS,
+    EXCELLENT,
+    GOOD,
+    GRADES,
+    LOW_EVICT_RATIO,
+    block_size_rule,
+    capacity_limits,
+    cheap_findings,
+    eviction_rule,
+    grade,
+    nice_blocks,
+    tier_memory,
+)
+
+__all__ = [
+    "BLOCK_LIMITS_S",
+    "CAPACITY_FACTORS",
+    "DOCTOR_SCHEMA_VERSION",
+    "EXCELLENT",
+    "GOOD",
+    "GRADES",
+    "LOW_EVICT_RATIO",
+    "PLAIN_LRU",
+    "Doctor",
+    "diagnose",
+    "grade",
+    "nice_blocks",
+    "tier_memory",
+]
 
 DOCTOR_SCHEMA_VERSION = 1
-EXCELLENT, GOOD = 0.8, 0.5
-GRADES = ("excellent", "good", "needs work")
-LOW_EVICT_RATIO = 0.05
-BEST_BLOCK_TOKENS = 16
-CAPACITY_FACTORS = (1, 2, 4, 10)
 # The guide's limits on the time to move one block, per path (seconds).
 BLOCK_LIMITS_S = {
     "h2d": 0.010,
@@ -60,52 +85,14 @@ PATH_NAMES = {
 }
 # Below this gain (absolute hit rate) a change is not worth suggesting.
 MIN_GAIN = 0.01
-_PLAIN_LRU = {
+# The curve models plain LRU: these keys give it any scenario's tier.
+PLAIN_LRU = {
     "cache_config.eviction_policy": "lru",
     "cache_config.evict_ratio": 0.0,
     "cache_config.evict_start_threshold": 1.0,
     "cache_config.hit_reward_seconds": 0.0,
     "cache_config.store_after_hits": 0,
 }
-
-
-def grade(hit_rate: float) -> str:
-    """The guide's grade: > 80% excellent, 50-80% good, < 50% needs work."""
-    if hit_rate > EXCELLENT:
-        return "excellent"
-    if hit_rate >= GOOD:
-        return "good"
-    return "needs work"
-
-
-def nice_blocks(n: float) -> int:
-    """``n`` rounded up to 1, 2, 2.5 or 5 times a power of ten (at least 1)."""
-    if n <= 1:
-        return 1
-    p = 10 ** math.floor(math.log10(n))
-    for m in (1, 2, 2.5, 5, 10):
-        if m * p >= n:
-            return int(m * p)
-    return int(10 * p)  # pragma: no cover
-
-
-def tier_memory(config: Config) -> dict[str, Any]:
-    """Bytes per block and each tier's blocks and GiB (2**30 bytes), GPU included."""
-    cc = config.cache_config
-    tpb = cc.tokens_per_block
-    assert tpb is not None
-    per_block = config.model_config.bytes_per_block(tpb)
-    blocks = {"gpu": config.serving_config.num_gpu_blocks}
-    blocks.update({t: cc.tier_blocks(t) for t in ("cpu", "ssd", "remote")})
-    return {
-        "tokens_per_block": tpb,
-        "bytes_per_token": config.model_config.bytes_per_token,
-        "bytes_per_block": per_block,
-        "tiers": {
-            t: {"blocks": n, "bytes": n * per_block, "gib": n * per_block / GIB}
-            for t, n in blocks.items()
-        },
-    }
 
 
 class Doctor:
@@ -209,7 +196,7 @@ class Doctor:
     def curve(self) -> Any:
         from ..curve import hit_rate_curve
 
-        return hit_rate_curve(self._input(_PLAIN_LRU), progress=False)
+        return hit_rate_curve(self._input(PLAIN_LRU), progress=False)
 
 
 # ---- the diagnosis --------------------------------------------------------------------------
@@ -222,9 +209,7 @@ def diagnose(
     cfg = doc.base
     base = doc.hitrate()
     hit = base["hit_rate"]
-    findings: list[dict[str, Any]] = []
-    suggestions: list[dict[str, Any]] = []
-    memory = tier_memory(cfg)
+    cheap = cheap_findings(hit, doc.curve(), cfg, doc.loaded.header.tokens_per_block)
     report: dict[str, Any] = {
         "schema_version": DOCTOR_SCHEMA_VERSION,
         "kind": "doctor",
@@ -236,11 +221,15 @@ def diagnose(
         "config": _config_summary(cfg),
         "hit_rate": hit,
         "hit_rate_by_tier": base["hit_rate_by_tier"],
-        "grade": grade(hit),
-        "memory": memory,
+        "grade": cheap["grade"],
+        "memory": cheap["memory"],
+        "reuse": cheap["reuse"],
+        "capacity": cheap["capacity"],
     }
-    _hit_rate_analysis(doc, report, findings, suggestions)
-    _memory_findings(memory, findings)
+    findings: list[dict[str, Any]] = list(cheap["findings"])
+    suggestions: list[dict[str, Any]] = []
+    if report["grade"] != "excellent":
+        _hit_rate_suggestions(doc, report, suggestions)
     if timing:
         _transfer_analysis(doc, report, findings, suggestions)
     report["findings"] = findings
@@ -290,82 +279,16 @@ def _suggest(
     return item
 
 
-def _hit_rate_analysis(
-    doc: Doctor,
-    report: dict[str, Any],
-    findings: list[dict[str, Any]],
-    suggestions: list[dict[str, Any]],
+def _hit_rate_suggestions(
+    doc: Doctor, report: dict[str, Any], suggestions: list[dict[str, Any]]
 ) -> None:
+    """Replay the changes the cheap rules point at: (ii) capacity, (iii) eviction
+    settings, (iv) block size, then every hit-rate suggestion together."""
     cfg = doc.base
     cc = cfg.cache_config
-    hit = report["hit_rate"]
-    curve = doc.curve()
-    bound = curve.max_hit_rate
-    cpu = cc.tier_blocks("cpu")
-    ssd = cc.tier_blocks("ssd")
-    need90 = curve.capacity_for(0.9)
-    at = {f"{f}x": curve.hit_rate_at(cpu * f) for f in CAPACITY_FACTORS}
-    capacity = {
-        "cpu_blocks": cpu,
-        "lru_hit_rate": at,
-        "blocks_for_90pct": need90,
-        "hit_rate_at_90pct": curve.hit_rate_at(need90),
-        "blocks_for_max": curve.max_capacity,
-        "cpu_plus_ssd_blocks": cpu + ssd if ssd else None,
-        "cpu_plus_ssd_bound": curve.hit_rate_at(cpu + ssd) if ssd else None,
-    }
-    report["reuse"] = {
-        "infinite_cache_hit_rate": bound,
-        "distinct_blocks": curve.distinct_blocks,
-        "prompt_tokens": curve.prompt_tokens,
-    }
-    report["capacity"] = capacity
-    if report["grade"] == "excellent":
-        findings.append(
-            {
-                "kind": "hit_rate",
-                "severity": "ok",
-                "message": f"hit rate {hit:.2f} is excellent (> {EXCELLENT:.0%})",
-            }
-        )
-        return
-    findings.append(
-        {
-            "kind": "hit_rate",
-            "severity": "warning" if hit < GOOD else "info",
-            "message": f"hit rate {hit:.2f}: {report['grade']} "
-            f"(> {EXCELLENT:.0%} excellent, {GOOD:.0%}-{EXCELLENT:.0%} good)",
-        }
-    )
-    # (i) workload reuse
-    if bound < EXCELLENT:
-        findings.append(
-            {
-                "kind": "workload_reuse",
-                "severity": "warning" if bound < GOOD else "info",
-                "message": f"the workload reuses little: even an infinite cache hits {bound:.2f} "
-                "(no cache setting can beat this bound)",
-                "infinite_cache_hit_rate": bound,
-            }
-        )
-    # (ii) capacity misses
-    room = bound - at["1x"]
-    if room >= 0.05 and at["1x"] < 0.9 * bound:
-        findings.append(
-            {
-                "kind": "capacity",
-                "severity": "warning",
-                "message": f"capacity misses: LRU at {cpu} CPU blocks hits {at['1x']:.2f}, "
-                f"at 2x {at['2x']:.2f}, 4x {at['4x']:.2f}, 10x {at['10x']:.2f}; {need90} "
-                f"blocks reach 90% of the bound {bound:.2f}"
-                + (
-                    f"; CPU + SSD ({cpu + ssd} blocks) bounds it at "
-                    f"{capacity['cpu_plus_ssd_bound']:.2f}"
-                    if ssd
-                    else ""
-                ),
-            }
-        )
+    reuse, capacity = report["reuse"], report["capacity"]
+    if capacity_limits(reuse, capacity):
+        cpu, need90 = capacity["cpu_blocks"], capacity["blocks_for_90pct"]
         gib = report["memory"]["bytes_per_block"] / GIB
         want = nice_blocks(need90)
         if want > cpu:
@@ -378,7 +301,7 @@ def _hit_rate_analysis(
                 f"{need90}; {want * gib:.1f} GiB of pinned memory)",
             )
         if not cc.enable_ssd:
-            ssd_want = nice_blocks(max(curve.max_capacity, need90) * 1.25)
+            ssd_want = nice_blocks(max(capacity["blocks_for_max"], need90) * 1.25)
             _suggest(
                 doc,
                 suggestions,
@@ -387,39 +310,8 @@ def _hit_rate_analysis(
                 f"enable the SSD tier with {ssd_want} blocks ({ssd_want * gib:.0f} GiB): "
                 "blocks evicted from CPU are found there",
             )
-    elif bound >= 0.05:
-        findings.append(
-            {
-                "kind": "capacity",
-                "severity": "ok",
-                "message": f"capacity is not the limit: LRU at {cpu} CPU blocks hits "
-                f"{at['1x']:.2f} of the bound {bound:.2f}",
-            }
-        )
-    _settings_analysis(doc, findings, suggestions)
-
-
-def _settings_analysis(
-    doc: Doctor, findings: list[dict[str, Any]], suggestions: list[dict[str, Any]]
-) -> None:
-    """(iii) eviction settings, (iv) block size, then every hit-rate suggestion together."""
-    cfg = doc.base
-    cc = cfg.cache_config
-    # (iii) eviction settings
-    wasteful = {}
-    if cc.evict_ratio > LOW_EVICT_RATIO:
-        wasteful["cache_config.evict_ratio"] = LOW_EVICT_RATIO
-    if cc.evict_start_threshold < 1.0:
-        wasteful["cache_config.evict_start_threshold"] = 1.0
+    _, wasteful = eviction_rule(cfg)
     if wasteful:
-        findings.append(
-            {
-                "kind": "eviction",
-                "severity": "info",
-                "message": f"evict_ratio {cc.evict_ratio} / evict_start_threshold "
-                f"{cc.evict_start_threshold} evict early and leave capacity empty",
-            }
-        )
         _suggest(
             doc,
             suggestions,
@@ -428,33 +320,16 @@ def _settings_analysis(
             "evict less at once (evict_ratio <= 0.05) and only when full (threshold 1.0)",
             min_gain=0.0,
         )
-    # (iv) block size
-    tpb = cc.tokens_per_block
     recorded = doc.loaded.header.tokens_per_block
-    if tpb is not None and tpb > BEST_BLOCK_TOKENS and recorded < tpb:
-        scale = tpb // recorded
-        changes: dict[str, Any] = {"cache_config.tokens_per_block": recorded}
-        for t in ("cpu", "ssd", "remote"):
-            if cc.tier_blocks(t):
-                changes[f"cache_config.num_{t}_blocks"] = cc.tier_blocks(t) * scale
-        if cfg.serving_config.num_gpu_blocks:
-            changes["serving_config.num_gpu_blocks"] = cfg.serving_config.num_gpu_blocks * scale
-        findings.append(
-            {
-                "kind": "block_size",
-                "severity": "info",
-                "message": f"tokens_per_block {tpb} > {BEST_BLOCK_TOKENS}: the tokens of a "
-                "partly shared last block are not reused",
-            }
-        )
+    _, smaller = block_size_rule(cfg, recorded)
+    if smaller:
         _suggest(
             doc,
             suggestions,
             "block_size",
-            changes,
+            smaller,
             f"use blocks of {recorded} tokens (the recorded size), same memory per tier",
         )
-    # everything together
     if len(suggestions) > 1:
         merged: dict[str, Any] = {}
         for s in suggestions:
@@ -469,22 +344,6 @@ def _settings_analysis(
                 "the capacity and eviction suggestions together",
                 min_gain=0.0,
             )
-
-
-def _memory_findings(memory: dict[str, Any], findings: list[dict[str, Any]]) -> None:
-    parts = [
-        f"{t} {v['blocks']} blocks = {v['gib']:.2f} GiB"
-        for t, v in memory["tiers"].items()
-        if v["blocks"]
-    ]
-    findings.append(
-        {
-            "kind": "memory",
-            "severity": "info",
-            "message": f"{memory['bytes_per_block']} bytes per block of "
-            f"{memory['tokens_per_block']} tokens: " + ", ".join(parts),
-        }
-    )
 
 
 def _transfer_analysis(

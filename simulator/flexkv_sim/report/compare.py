@@ -68,10 +68,23 @@ def _runs(page: Page, runs: Sequence[RunData]) -> None:
     rows = []
     for run in runs:
         info = dict(tables.run_info_rows(run))
-        rows.append([run.label, info["trace"], info["tool / mode"], info["config hash"],
-                     info["seed"], str(run.path)])
-    parts = [table(("run", "trace", "tool / mode", "config hash", "seed", "result directory"),
-                   rows, code_cols=(1, 5))]
+        rows.append(
+            [
+                run.label,
+                info["trace"],
+                info["tool / mode"],
+                info["config hash"],
+                info["seed"],
+                str(run.path),
+            ]
+        )
+    parts = [
+        table(
+            ("run", "trace", "tool / mode", "config hash", "seed", "result directory"),
+            rows,
+            code_cols=(1, 5),
+        )
+    ]
     parts += [note(f"{run.label}: {n}") for run in runs for n in run.notes]
     page.section("Runs", *parts)
 
@@ -82,8 +95,7 @@ def _side_by_side(page: Page, runs: Sequence[RunData]) -> None:
     for rows in per_run:
         names += [n for n in rows if n not in names]
     body = [[name, *(rows.get(name, MISSING) for rows in per_run)] for name in names]
-    page.section("Summary side by side",
-                 table(("key figure", *(r.label for r in runs)), body))
+    page.section("Summary side by side", table(("key figure", *(r.label for r in runs)), body))
 
 
 def _hit_rates(page: Page, runs: Sequence[RunData], colors: list[str]) -> None:
@@ -94,8 +106,13 @@ def _hit_rates(page: Page, runs: Sequence[RunData], colors: list[str]) -> None:
         by_tier = run.summary.get("hit_rate_by_tier") or {}
         groups[run.label] = [run.summary.get("hit_rate"), *(by_tier.get(t) for t in TIERS)]
     fig = figures.bar_figure(
-        categories, groups, "Hit rate per tier (share of prompt tokens)", "hit rate",
-        unit="percent", colors=colors, category_labels=cat_labels,
+        categories,
+        groups,
+        "Hit rate per tier (share of prompt tokens)",
+        "hit rate",
+        unit="percent",
+        colors=colors,
+        category_labels=cat_labels,
     )
     page.section("Hit rate per tier", page.figure(fig))
 
@@ -106,9 +123,12 @@ def _latency(page: Page, runs: Sequence[RunData], colors: list[str]) -> None:
     untimed = [run.label for run in runs if not run.has_timing]
     parts = []
     if untimed:
-        parts.append(note(
-            f"No latencies for {', '.join(untimed)}: replayed in hitrate mode, where no "
-            "time passes in the twin."))
+        parts.append(
+            note(
+                f"No latencies for {', '.join(untimed)}: replayed in hitrate mode, where no "
+                "time passes in the twin."
+            )
+        )
     drawn = 0
     for metric in ("get_s", "ttft_s", "queue_s"):
         series, series_colors = {}, []
@@ -120,8 +140,13 @@ def _latency(page: Page, runs: Sequence[RunData], colors: list[str]) -> None:
         if series:
             label = LATENCY_LABELS[metric]
             drawn += 1
-            parts.append(page.figure(figures.cdf_figure(
-                series, f"{label[0].upper()}{label[1:]}: CDF per run", colors=series_colors)))
+            parts.append(
+                page.figure(
+                    figures.cdf_figure(
+                        series, f"{label[0].upper()}{label[1:]}: CDF per run", colors=series_colors
+                    )
+                )
+            )
     if timed and not drawn:
         parts.append(note("The timed runs' records hold no latency columns."))
     page.section(title, *parts)
@@ -133,11 +158,11 @@ def _bytes(page: Page, runs: Sequence[RunData], colors: list[str]) -> None:
         page.section("Bytes moved per path", note("No run records bytes_by_path."))
         return
     groups = {
-        run.label: [(run.summary.get("bytes_by_path") or {}).get(p) for p in paths]
-        for run in runs
+        run.label: [(run.summary.get("bytes_by_path") or {}).get(p) for p in paths] for run in runs
     }
-    fig = figures.bar_figure(paths, groups, "Bytes moved per transfer path", "bytes moved",
-                             unit="bytes", colors=colors)
+    fig = figures.bar_figure(
+        paths, groups, "Bytes moved per transfer path", "bytes moved", unit="bytes", colors=colors
+    )
     page.section("Bytes moved per path", page.figure(fig))
 
 
@@ -147,15 +172,23 @@ def _utilisation(page: Page, runs: Sequence[RunData], colors: list[str]) -> None
     without = [label for label, m in means.items() if not m]
     parts = []
     if without:
-        parts.append(note(f"No link utilisation for {', '.join(without)} (hitrate mode or "
-                          "no utilisation data)."))
+        parts.append(
+            note(
+                f"No link utilisation for {', '.join(without)} (hitrate mode or "
+                "no utilisation data)."
+            )
+        )
     with_data = [(run, c) for run, c in zip(runs, colors, strict=True) if means[run.label]]
     if with_data:
         paths = _union_paths([r for r, _ in with_data])
         groups = {r.label: [means[r.label].get(p) for p in paths] for r, _ in with_data}
         fig = figures.bar_figure(
-            paths, groups, "Mean link utilisation (busy fraction over the simulated span)",
-            "mean busy fraction", unit="percent", colors=[c for _, c in with_data],
+            paths,
+            groups,
+            "Mean link utilisation (busy fraction over the simulated span)",
+            "mean busy fraction",
+            unit="percent",
+            colors=[c for _, c in with_data],
         )
         parts.append(page.figure(fig))
     page.section(title, *parts)
@@ -184,9 +217,15 @@ def _config_differences(page: Page, runs: Sequence[RunData]) -> None:
     if len(runs) < 2:
         page.section(title, note("One run: nothing to compare."))
     elif not differing:
-        page.section(title, note(f"All {fmt_int(len(runs))} runs share the same config "
-                                 f"({fmt_int(len(keys))} keys)."))
+        page.section(
+            title,
+            note(
+                f"All {fmt_int(len(runs))} runs share the same config ({fmt_int(len(keys))} keys)."
+            ),
+        )
     else:
         rows = [[k, *(f.get(k, MISSING) for f in flat)] for k in differing]
-        page.section(title, table(("config key", *(r.label for r in runs)), rows,
-                                  code_cols=range(len(runs) + 1)))
+        page.section(
+            title,
+            table(("config key", *(r.label for r in runs)), rows, code_cols=range(len(runs) + 1)),
+        )

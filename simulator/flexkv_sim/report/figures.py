@@ -27,18 +27,35 @@ UTILISATION_BINS = 400  # at most this many bins of simulated time per link
 TIER_LABELS = {"gpu": "GPU (serving engine)", "cpu": "CPU", "ssd": "SSD", "remote": "remote"}
 TIER_COLORS = {"gpu": "#9aa5b1", "cpu": "#1f77b4", "ssd": "#ff7f0e", "remote": "#2ca02c"}
 PATH_COLORS = {
-    "h2d": "#1f77b4", "d2h": "#6baed6", "ssd_read": "#ff7f0e", "ssd_write": "#fdae6b",
-    "remote_read": "#2ca02c", "remote_write": "#74c476",
+    "h2d": "#1f77b4",
+    "d2h": "#6baed6",
+    "ssd_read": "#ff7f0e",
+    "ssd_write": "#fdae6b",
+    "remote_read": "#2ca02c",
+    "remote_write": "#74c476",
 }
 RUN_COLORS = (
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
-    "#e377c2", "#7f7f7f", "#bcbd22",
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
 )
 _BLANK_TEMPLATE = go.layout.Template()  # plotly's default template adds ~7 KB per figure
 
 
 def styled(
-    fig: go.Figure, title: str, x_title: str, y_title: str, *, height: int = 420,
+    fig: go.Figure,
+    title: str,
+    x_title: str,
+    y_title: str,
+    *,
+    height: int = 420,
     percent_y: bool = False,
 ) -> go.Figure:
     """The common look: white plot, light grid, title top left, legend on top."""
@@ -47,16 +64,25 @@ def styled(
         title={"text": title, "x": 0.01, "xanchor": "left"},
         height=height,
         margin={"l": 70, "r": 24, "t": 80, "b": 56},
-        font={"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif",
-              "size": 13, "color": "#1f2933"},
+        font={
+            "family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif",
+            "size": 13,
+            "color": "#1f2933",
+        },
         plot_bgcolor="#ffffff",
         paper_bgcolor="#ffffff",
         colorway=list(RUN_COLORS),
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0},
         hoverlabel={"namelength": -1},
     )
-    axis = {"showgrid": True, "gridcolor": "#e4e7eb", "zeroline": False,
-            "linecolor": "#9aa5b1", "showline": True, "ticks": "outside"}
+    axis = {
+        "showgrid": True,
+        "gridcolor": "#e4e7eb",
+        "zeroline": False,
+        "linecolor": "#9aa5b1",
+        "showline": True,
+        "ticks": "outside",
+    }
     fig.update_xaxes(title_text=x_title, **axis)
     fig.update_yaxes(title_text=y_title, **axis)
     if percent_y:
@@ -85,11 +111,13 @@ def binned_tier_share(gets: pd.DataFrame, bins: int = TIME_BINS) -> pd.DataFrame
         idx = np.arange(len(data)) * n // max(len(data), 1)
         mids = np.zeros(n)
     tokens = np.bincount(idx, weights=data["num_tokens"].to_numpy(dtype=float), minlength=n)
-    out = pd.DataFrame({
-        "t": mids,
-        "requests": np.bincount(idx, minlength=n),
-        "tokens": tokens,
-    })
+    out = pd.DataFrame(
+        {
+            "t": mids,
+            "requests": np.bincount(idx, minlength=n),
+            "tokens": tokens,
+        }
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         for tier in tiers:
             served = data[f"{tier}_tokens"].fillna(0).to_numpy(dtype=float)
@@ -104,20 +132,27 @@ def tier_share_figure(gets: pd.DataFrame, bins: int = TIME_BINS) -> go.Figure:
     for tier in ("cpu", "ssd", "remote", "gpu"):
         if tier not in share.columns:
             continue
-        fig.add_trace(go.Scatter(
-            x=share["t"], y=share[tier], name=TIER_LABELS[tier], stackgroup="tiers",
-            mode="lines", line={"width": 0.5, "color": TIER_COLORS[tier]},
-            customdata=share["requests"],
-            hovertemplate=f"{TIER_LABELS[tier]}: %{{y:.1%}} of prompt tokens"
-            "<br>%{customdata} GETs in bin<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=share["t"],
+                y=share[tier],
+                name=TIER_LABELS[tier],
+                stackgroup="tiers",
+                mode="lines",
+                line={"width": 0.5, "color": TIER_COLORS[tier]},
+                customdata=share["requests"],
+                hovertemplate=f"{TIER_LABELS[tier]}: %{{y:.1%}} of prompt tokens"
+                "<br>%{customdata} GETs in bin<extra></extra>",
+            )
+        )
     width = float(share["t"].iloc[1] - share["t"].iloc[0]) if len(share) > 1 else 0.0
     fig.update_layout(hovermode="x unified")
     styled(
         fig,
         "Hit rate over time by tier (token-weighted; CPU + SSD + remote = FlexKV hit rate)",
         f"time since first request (s), bins of {width:.3g} s" if width else "time (s)",
-        "share of prompt tokens", percent_y=True,
+        "share of prompt tokens",
+        percent_y=True,
     )
     fig.update_yaxes(range=[0, 1])
     return fig
@@ -144,8 +179,13 @@ def cdf_points(
 
 
 def cdf_figure(
-    series: Mapping[str, np.ndarray], title: str, *, scale: float = 1e3, unit: str = "ms",
-    colors: Sequence[str] | None = None, max_points: int = MAX_CDF_POINTS,
+    series: Mapping[str, np.ndarray],
+    title: str,
+    *,
+    scale: float = 1e3,
+    unit: str = "ms",
+    colors: Sequence[str] | None = None,
+    max_points: int = MAX_CDF_POINTS,
 ) -> go.Figure:
     """Empirical CDFs of durations given in seconds, drawn in ``unit`` (``scale`` per second).
 
@@ -165,24 +205,40 @@ def cdf_figure(
         line = {"width": 2, "shape": "hv"}
         if colors is not None:
             line["color"] = colors[i % len(colors)]
-        fig.add_trace(go.Scatter(
-            x=x.astype(np.float32), y=y.astype(np.float32), name=name, mode="lines", line=line,
-            hovertemplate=f"{name}<br>%{{x:.4g}} {unit}: %{{y:.2%}} of GETs<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=x.astype(np.float32),
+                y=y.astype(np.float32),
+                name=name,
+                mode="lines",
+                line=line,
+                hovertemplate=f"{name}<br>%{{x:.4g}} {unit}: %{{y:.2%}} of GETs<extra></extra>",
+            )
+        )
     log = hi > 0 and hi / lo > 100
     styled(fig, title, f"duration ({unit})", "share of GETs at or below", percent_y=True)
     fig.update_yaxes(range=[0, 1.02])
     # Decade labels only on a log axis, and no SI prefixes that would clash with the unit.
-    fig.update_xaxes(type="log" if log else "linear", minorloglabels="none",
-                     exponentformat="power")
-    fig.update_layout(updatemenus=[{
-        "type": "buttons", "direction": "left", "x": 1.0, "xanchor": "right", "y": 1.0,
-        "yanchor": "bottom", "pad": {"b": 4}, "showactive": True, "active": 0 if log else 1,
-        "buttons": [
-            {"label": "log x", "method": "relayout", "args": [{"xaxis.type": "log"}]},
-            {"label": "linear x", "method": "relayout", "args": [{"xaxis.type": "linear"}]},
-        ],
-    }])
+    fig.update_xaxes(type="log" if log else "linear", minorloglabels="none", exponentformat="power")
+    fig.update_layout(
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "left",
+                "x": 1.0,
+                "xanchor": "right",
+                "y": 1.0,
+                "yanchor": "bottom",
+                "pad": {"b": 4},
+                "showactive": True,
+                "active": 0 if log else 1,
+                "buttons": [
+                    {"label": "log x", "method": "relayout", "args": [{"xaxis.type": "log"}]},
+                    {"label": "linear x", "method": "relayout", "args": [{"xaxis.type": "linear"}]},
+                ],
+            }
+        ]
+    )
     return fig
 
 
@@ -191,8 +247,13 @@ BarUnit = Literal["percent", "bytes", "count"]
 
 
 def bar_figure(
-    categories: Sequence[str], groups: Mapping[str, Sequence[float | None]], title: str,
-    y_title: str, *, unit: BarUnit = "count", colors: Sequence[str] | None = None,
+    categories: Sequence[str],
+    groups: Mapping[str, Sequence[float | None]],
+    title: str,
+    y_title: str,
+    *,
+    unit: BarUnit = "count",
+    colors: Sequence[str] | None = None,
     category_labels: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Grouped bars: one bar per category for each group (one group: a plain bar chart)."""
@@ -213,10 +274,18 @@ def bar_figure(
         else:
             text = [f"{v:,.6g}" if math.isfinite(v) else "" for v in y]
         marker = {"color": colors[i % len(colors)]} if colors is not None else {}
-        fig.add_trace(go.Bar(
-            x=labels, y=y, name=name, text=text, textposition="outside", marker=marker,
-            cliponaxis=False, hovertemplate=f"{name}<br>%{{x}}: %{{text}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=y,
+                name=name,
+                text=text,
+                textposition="outside",
+                marker=marker,
+                cliponaxis=False,
+                hovertemplate=f"{name}<br>%{{x}}: %{{text}}<extra></extra>",
+            )
+        )
     if unit == "bytes":
         y_title = f"{y_title} ({byte_name})"
     styled(fig, title, "", y_title, percent_y=unit == "percent")
@@ -243,20 +312,28 @@ def binned_utilisation(util: pd.DataFrame, max_bins: int = UTILISATION_BINS) -> 
     mid = 0.5 * (util["t_start"] + util["t_end"]).to_numpy(dtype=float)
     idx = np.clip(((mid - t_lo) / width).astype(np.int64), 0, n - 1)
     busy_s = (util["busy_fraction"] * (util["t_end"] - util["t_start"])).to_numpy(dtype=float)
-    moved = (util["bytes"].fillna(0).to_numpy(dtype=float) if "bytes" in util.columns
-             else np.zeros(len(util)))
+    moved = (
+        util["bytes"].fillna(0).to_numpy(dtype=float)
+        if "bytes" in util.columns
+        else np.zeros(len(util))
+    )
     order = [p for p in PATHS if p in set(util["path"])]
     order += sorted(set(util["path"]) - set(order))
     frames = []
     paths = util["path"].to_numpy()
     for path in order:
         sel = paths == path
-        frames.append(pd.DataFrame({
-            "path": path,
-            "t": starts + widths / 2,
-            "busy_fraction": np.bincount(idx[sel], weights=busy_s[sel], minlength=n) / widths,
-            "bytes_per_s": np.bincount(idx[sel], weights=moved[sel], minlength=n) / widths,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "path": path,
+                    "t": starts + widths / 2,
+                    "busy_fraction": np.bincount(idx[sel], weights=busy_s[sel], minlength=n)
+                    / widths,
+                    "bytes_per_s": np.bincount(idx[sel], weights=moved[sel], minlength=n) / widths,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -272,18 +349,29 @@ def utilisation_figure(util: pd.DataFrame, max_bins: int = UTILISATION_BINS) -> 
     for row, path in enumerate(paths, start=1):
         part = grid[grid["path"] == path]
         color = PATH_COLORS.get(path, RUN_COLORS[row % len(RUN_COLORS)])
-        fig.add_trace(go.Scatter(
-            x=part["t"].to_numpy(np.float32), y=part["busy_fraction"].to_numpy(np.float32),
-            name=path, mode="lines", fill="tozeroy", line={"width": 1, "shape": "hv",
-                                                            "color": color},
-            customdata=part["bytes_per_s"].to_numpy(np.float32),
-            hovertemplate=f"{path}: busy %{{y:.1%}}, %{{customdata:.3s}}B/s<extra></extra>",
-        ), row=row, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=part["t"].to_numpy(np.float32),
+                y=part["busy_fraction"].to_numpy(np.float32),
+                name=path,
+                mode="lines",
+                fill="tozeroy",
+                line={"width": 1, "shape": "hv", "color": color},
+                customdata=part["bytes_per_s"].to_numpy(np.float32),
+                hovertemplate=f"{path}: busy %{{y:.1%}}, %{{customdata:.3s}}B/s<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
     ts = grid["t"].drop_duplicates()
     width = float(ts.iloc[1] - ts.iloc[0]) if len(ts) > 1 else 0.0
     styled(
-        fig, "Link utilisation over time (busy fraction of each path)", "", "",
-        height=110 + 95 * len(paths), percent_y=True,
+        fig,
+        "Link utilisation over time (busy fraction of each path)",
+        "",
+        "",
+        height=110 + 95 * len(paths),
+        percent_y=True,
     )
     top = float(grid["busy_fraction"].max()) if len(grid) else 1.0
     fig.update_yaxes(range=[0, max(1.0, top) * 1.05], nticks=3)
@@ -292,6 +380,103 @@ def utilisation_figure(util: pd.DataFrame, max_bins: int = UTILISATION_BINS) -> 
         fig.update_yaxes(title_text=path, title_font_size=12, row=row, col=1)
     fig.update_xaxes(
         title_text=f"simulated time (s), bins of {width:.3g} s" if width else "simulated time (s)",
-        row=len(paths), col=1,
+        row=len(paths),
+        col=1,
+    )
+    return fig
+
+
+# ---- capacity curve ---------------------------------------------------------------------
+def capacity_curve_figure(
+    curve: pd.DataFrame,
+    *,
+    configured: int | None,
+    bound: float | None = None,
+    blocks_for_90pct: int | None = None,
+    with_ssd: int | None = None,
+    tokens_per_block: int | None = None,
+) -> go.Figure:
+    """The CPU tier's LRU hit rate by capacity, with the configured capacity marked.
+
+    Markers are two-point lines rather than plotly shapes, so they stay in place on a
+    logarithmic axis and are named in the legend. The x axis starts logarithmic when the
+    configured capacity and the bound's lie far apart.
+    """
+    x = curve["capacity_blocks"].to_numpy(dtype=float)
+    y = curve["hit_rate"].to_numpy(dtype=float)
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y.astype(np.float32),
+            name="LRU hit rate (CPU tier)",
+            mode="lines",
+            line={"color": TIER_COLORS["cpu"], "width": 2},
+            hovertemplate="%{x:,} blocks: %{y:.2%}<extra></extra>",
+        )
+    )
+    top = max(float(np.nanmax(y)) if y.size else 0.0, bound or 0.0) * 1.08 or 1.0
+    marks = [
+        (blocks_for_90pct, "90% of the bound", "#9aa5b1", "dot"),
+        (with_ssd, "CPU + SSD", TIER_COLORS["ssd"], "dashdot"),
+        (configured, "configured", "#d62728", "dash"),
+    ]
+    for cap, label, color, dash in marks:
+        if cap is None:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[cap, cap],
+                y=[0, top],
+                name=f"{label}: {cap:,} blocks",
+                mode="lines",
+                line={"color": color, "dash": dash, "width": 1.5},
+                hovertemplate=f"{label}: {cap:,} blocks<extra></extra>",
+            )
+        )
+    right = max([float(x.max()) if x.size else 1.0, *(c for c, *_ in marks if c)])
+    if bound is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[1, right],
+                y=[bound, bound],
+                name=f"bound (infinite cache): {bound:.1%}",
+                mode="lines",
+                line={"color": "#52606d", "dash": "dot", "width": 1},
+                hovertemplate=f"bound {bound:.2%}<extra></extra>",
+            )
+        )
+    positive = [c for c in (configured, blocks_for_90pct) if c]
+    log = bool(positive) and right / min(positive) > 20
+    unit = f"blocks of {tokens_per_block} tokens" if tokens_per_block else "blocks"
+    styled(
+        fig,
+        "CPU tier hit rate by capacity (LRU, one pass over the trace)",
+        f"capacity ({unit})",
+        "hit rate (share of prompt tokens)",
+        percent_y=True,
+    )
+    fig.update_yaxes(range=[0, top])
+    fig.update_xaxes(type="log" if log else "linear", exponentformat="power")
+    fig.update_layout(
+        legend={"y": 1.02},
+        margin={"t": 110},
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "left",
+                "x": 1.0,
+                "xanchor": "right",
+                "y": 1.0,
+                "yanchor": "bottom",
+                "pad": {"b": 30},
+                "showactive": True,
+                "active": 0 if log else 1,
+                "buttons": [
+                    {"label": "log x", "method": "relayout", "args": [{"xaxis.type": "log"}]},
+                    {"label": "linear x", "method": "relayout", "args": [{"xaxis.type": "linear"}]},
+                ],
+            }
+        ],
     )
     return fig

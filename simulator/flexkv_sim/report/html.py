@@ -41,6 +41,8 @@ p.note { color: #6b4f00; background: #fff8e1; border-left: 4px solid #f0b400;
          padding: 6px 10px; font-size: 13px; }
 pre { font-size: 12px; background: #f5f6f8; padding: 8px; overflow-x: auto; }
 .fig { margin: 6px 0 14px 0; }
+ul.why { font-size: 14px; margin: 6px 0 10px 0; padding-left: 22px; }
+ul.why li { margin: 3px 0; }
 """
 
 
@@ -112,6 +114,16 @@ def table(
             cells.append(f"<td{cls}>{html.escape(str(cell))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def paragraph(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
+def bullets(items: Iterable[str]) -> str:
+    """A list of lines, escaped."""
+    body = "".join(f"<li>{html.escape(str(i))}</li>" for i in items)
+    return f'<ul class="why">{body}</ul>'
 
 
 def details(summary: str, text: str) -> str:

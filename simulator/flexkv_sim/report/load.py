@@ -2,7 +2,9 @@
 
 A result directory holds ``summary.json`` (required), ``requests.parquet`` or
 ``requests.csv`` (one row per request), ``utilisation.csv`` (timing mode: busy fraction
-and bytes of each link per time bin) and ``config.json`` (the resolved config).
+and bytes of each link per time bin), ``capacity_curve.csv`` (the CPU tier's LRU hit
+rate by capacity) and ``config.json`` (the resolved config). ``flexkv-sim replay`` and
+``flexkv-run replay`` write the same files (the engine no ``utilisation.csv``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.json"
 REQUESTS_FILES = ("requests.parquet", "requests.csv")  # preferred first
 UTILISATION_FILE = "utilisation.csv"
+CURVE_FILE = "capacity_curve.csv"  # flexkv_sim.doctor.why.CURVE_FILE
 
 TIERS = ("gpu", "cpu", "ssd", "remote")
 PATHS = ("h2d", "d2h", "ssd_read", "ssd_write", "remote_read", "remote_write")
@@ -33,8 +36,20 @@ LATENCY_LABELS = {
     "decode_s": "decode",
 }
 _NUMERIC_COLUMNS = (
-    "t", "num_tokens", "num_blocks", "gpu_tokens", "cpu_tokens", "ssd_tokens",
-    "remote_tokens", "queue_s", "get_s", "prefill_s", "ttft_s", "decode_s", "put_s", "end_t",
+    "t",
+    "num_tokens",
+    "num_blocks",
+    "gpu_tokens",
+    "cpu_tokens",
+    "ssd_tokens",
+    "remote_tokens",
+    "queue_s",
+    "get_s",
+    "prefill_s",
+    "ttft_s",
+    "decode_s",
+    "put_s",
+    "end_t",
 )
 _UTILISATION_COLUMNS = ("t_start", "t_end", "path", "busy_fraction")
 
@@ -50,6 +65,7 @@ class RunData:
     requests: pd.DataFrame | None = None
     requests_file: Path | None = None
     utilisation: pd.DataFrame | None = None
+    capacity_curve: pd.DataFrame | None = None  # capacity_blocks, hit_rate
     notes: list[str] = field(default_factory=list)  # what was missing or unreadable
 
     @property
@@ -92,8 +108,12 @@ class RunData:
         if values.size == 0:
             return {"p50": None, "p90": None, "p99": None, "mean": None}
         p50, p90, p99 = np.percentile(values, [50, 90, 99])
-        return {"p50": float(p50), "p90": float(p90), "p99": float(p99),
-                "mean": float(values.mean())}
+        return {
+            "p50": float(p50),
+            "p90": float(p90),
+            "p99": float(p99),
+            "mean": float(values.mean()),
+        }
 
     def link_utilisation(self) -> dict[str, float]:
         """Mean busy fraction per path: the summary's, else averaged from ``utilisation.csv``."""
@@ -136,6 +156,7 @@ def load_run(run_dir: Path | str, label: str | None = None) -> RunData:
         run.config = summary.get("config") or {}
     run.requests, run.requests_file = _read_requests(run_dir, run.notes)
     run.utilisation = _read_utilisation(run_dir / UTILISATION_FILE, run.notes)
+    run.capacity_curve = _read_curve(run_dir / CURVE_FILE, run.notes)
     return run
 
 
@@ -193,3 +214,18 @@ def _read_utilisation(path: Path, notes: list[str]) -> pd.DataFrame | None:
             util[col] = pd.to_numeric(util[col], errors="coerce")
     util["path"] = util["path"].astype(str)
     return util.dropna(subset=["t_start", "t_end", "busy_fraction"])
+
+
+def _read_curve(path: Path, notes: list[str]) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        curve = pd.read_csv(path)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise ValueError(f"{path}: cannot read the capacity curve: {exc}") from exc
+    if not {"capacity_blocks", "hit_rate"} <= set(curve.columns):
+        notes.append(f"{path.name} lacks columns capacity_blocks, hit_rate; not shown")
+        return None
+    for col in ("capacity_blocks", "hit_rate"):
+        curve[col] = pd.to_numeric(curve[col], errors="coerce")
+    return curve.dropna(subset=["capacity_blocks", "hit_rate"]).sort_values("capacity_blocks")

@@ -1,4 +1,10 @@
-"""The report of one replay: a self-contained HTML page built from its result directory."""
+"""The report of one replay: an HTML page built from its result directory.
+
+Its headline says what the hit rate counts (the CPU, SSD and remote tiers, not the
+serving engine's GPU prefix cache, whose hits it gives apart); its first section says
+why: the bound, the capacity curve with the configured capacity marked, and the
+doctor's weightiest findings (``summary.json``'s ``why``, ``capacity_curve.csv``).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from . import figures, tables
-from .html import Page, details, fmt_int, fmt_pct, note, table
-from .load import LATENCY_LABELS, RunData, load_run
+from .html import Page, bullets, details, fmt_int, note, paragraph, table
+from .load import CURVE_FILE, LATENCY_LABELS, RunData, load_run
 
 REPORT_FILE = "report.html"
 
@@ -41,8 +47,9 @@ def build_report(run: RunData) -> Page:
     page = Page(
         f"FlexKV Twin report: {name}",
         f"{s.get('tool', 'replay')} · {run.mode} mode · {fmt_int(s.get('requests'))} requests"
-        f" · hit rate {fmt_pct(s.get('hit_rate'))}",
+        f" · {tables.hit_rate_headline(s)}",
     )
+    _why(page, run)
     _overview(page, run)
     _hit_rate_over_time(page, run)
     _latency(page, run)
@@ -53,7 +60,8 @@ def build_report(run: RunData) -> Page:
     page.section(
         "Configuration",
         details("resolved config (config.json)", json.dumps(config, indent=2, sort_keys=True))
-        if config else note("No config.json in the result directory."),
+        if config
+        else note("No config.json in the result directory."),
     )
     return page
 
@@ -68,6 +76,41 @@ def _overview(page: Page, run: RunData) -> None:
     page.section("Overview", *parts)
 
 
+def _why(page: Page, run: RunData) -> None:
+    title = "Why this hit rate"
+    s = run.summary
+    lines = s.get("why")
+    parts = [paragraph(f"The headline: {tables.hit_rate_headline(s)}.")]
+    if lines:
+        parts.append(bullets(lines))
+    else:
+        parts.append(note("summary.json has no why lines (a replay older than them)."))
+    curve = run.capacity_curve
+    if curve is not None and not curve.empty:
+        meta = s.get("capacity_curve") or {}
+        ssd = (s.get("tiers") or {}).get("ssd", {}).get("capacity_blocks")
+        configured = s.get("configured_blocks")
+        fig = figures.capacity_curve_figure(
+            curve,
+            configured=configured,
+            bound=s.get("bound"),
+            blocks_for_90pct=s.get("blocks_for_90pct"),
+            with_ssd=configured + ssd if ssd and configured is not None else None,
+            tokens_per_block=meta.get("tokens_per_block") or s.get("tokens_per_block"),
+        )
+        parts.append(page.figure(fig))
+        if meta.get("run_is_plain_lru") is False:
+            parts.append(
+                note(
+                    "The curve is of plain LRU over the same tiers; this run's "
+                    "eviction settings differ, so its hit rate may lie off it."
+                )
+            )
+    elif lines:
+        parts.append(note(f"No {CURVE_FILE} in the result directory: curve not drawn."))
+    page.section(title, *parts)
+
+
 def _hit_rate_over_time(page: Page, run: RunData) -> None:
     title = "Hit rate over time"
     gets = run.gets
@@ -76,8 +119,9 @@ def _hit_rate_over_time(page: Page, run: RunData) -> None:
         return
     missing = [c for c in ("t", "num_tokens") if c not in gets.columns]
     if missing:
-        page.section(title, note(
-            f"{run.requests_file}: lacks columns {', '.join(missing)}; not shown."))
+        page.section(
+            title, note(f"{run.requests_file}: lacks columns {', '.join(missing)}; not shown.")
+        )
         return
     if gets.empty or not np.nansum(gets["num_tokens"].to_numpy(dtype=float)):
         page.section(title, note("No GET requests with prompt tokens in the records."))
@@ -88,8 +132,10 @@ def _hit_rate_over_time(page: Page, run: RunData) -> None:
 def _latency(page: Page, run: RunData) -> None:
     title = "Latency"
     if not run.has_timing:
-        page.section(title, note(HITRATE_MODE_NOTE.format(
-            what="latencies (GET latency, TTFT, queueing delay)")))
+        page.section(
+            title,
+            note(HITRATE_MODE_NOTE.format(what="latencies (GET latency, TTFT, queueing delay)")),
+        )
         return
     parts = [table(tables.LATENCY_TABLE_HEADER, tables.latency_table_rows(run))]
     series = {}
@@ -98,8 +144,13 @@ def _latency(page: Page, run: RunData) -> None:
         if values is not None and values.size:
             series[LATENCY_LABELS[metric]] = values
     if series:
-        parts.append(page.figure(figures.cdf_figure(
-            series, "Latency CDFs of GET requests: GET latency, TTFT and queueing delay")))
+        parts.append(
+            page.figure(
+                figures.cdf_figure(
+                    series, "Latency CDFs of GET requests: GET latency, TTFT and queueing delay"
+                )
+            )
+        )
     else:
         parts.append(note("The per-request records hold no latency columns: CDFs not shown."))
     page.section(title, *parts)
@@ -109,10 +160,14 @@ def _utilisation(page: Page, run: RunData) -> None:
     title = "Link utilisation"
     if run.utilisation is None:
         what = "link utilisation over time"
-        page.section(title, note(
-            HITRATE_MODE_NOTE.format(what=what) if not run.has_timing
-            else "No utilisation.csv in the result directory: utilisation over time not shown."
-        ))
+        page.section(
+            title,
+            note(
+                HITRATE_MODE_NOTE.format(what=what)
+                if not run.has_timing
+                else "No utilisation.csv in the result directory: utilisation over time not shown."
+            ),
+        )
         return
     if run.utilisation.empty:
         page.section(title, note("utilisation.csv has no rows: no link was ever busy."))
@@ -128,12 +183,14 @@ def _bytes(page: Page, run: RunData) -> None:
         return
     paths = tables.paths_of(run)
     fig = figures.bar_figure(
-        paths, {"bytes": [by_path.get(p) for p in paths]},
-        "Bytes moved per transfer path", "bytes moved", unit="bytes",
+        paths,
+        {"bytes": [by_path.get(p) for p in paths]},
+        "Bytes moved per transfer path",
+        "bytes moved",
+        unit="bytes",
     )
     fig.update_traces(marker_color=[figures.PATH_COLORS.get(p, "#7f7f7f") for p in paths])
-    page.section(title, page.figure(fig),
-                 table(*tables.path_table(run)))
+    page.section(title, page.figure(fig), table(*tables.path_table(run)))
 
 
 def _tiers(page: Page, run: RunData) -> None:

@@ -22,6 +22,34 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
+TIER_NAMES = {"cpu": "CPU", "ssd": "SSD", "remote": "remote"}
+
+
+def hit_rate_scope(summary: dict[str, Any], fmt: Any = fmt_pct) -> str:
+    """What ``hit_rate`` counts, and the GPU prefix hits it leaves out.
+
+    ``CPU+SSD tiers; GPU prefix hits 12.0% not counted, 65.0% with them``, or ``CPU
+    tier; no GPU prefix cache``. The same words as the terminal summary
+    (``flexkv_engine.cli_common.hit_rate_scope``), which formats the rates as fractions.
+    """
+    tiers = [t for t in TIER_NAMES if t in (summary.get("tiers") or {})] or list(TIER_NAMES)
+    scope = "+".join(TIER_NAMES[t] for t in tiers) + (" tier" if len(tiers) == 1 else " tiers")
+    gpu = _get(summary, "hit_rate_by_tier", "gpu")
+    gpu_blocks = _get(summary, "config", "serving_config", "num_gpu_blocks")
+    if not gpu and gpu_blocks == 0:
+        return f"{scope}; no GPU prefix cache"
+    if gpu is None:
+        return f"{scope}; GPU prefix hits not recorded"
+    total = summary.get("hit_rate")
+    with_gpu = f", {fmt(total + gpu)} with them" if isinstance(total, int | float) else ""
+    return f"{scope}; GPU prefix hits {fmt(gpu)} not counted{with_gpu}"
+
+
+def hit_rate_headline(summary: dict[str, Any]) -> str:
+    """``hit rate 53.0% (CPU+SSD tiers; GPU prefix hits 12.0% not counted, ...)``."""
+    return f"hit rate {fmt_pct(summary.get('hit_rate'))} ({hit_rate_scope(summary)})"
+
+
 def run_info_rows(run: RunData) -> list[Row]:
     """Where the run came from: trace, tool, mode and provenance."""
     s = run.summary
@@ -48,10 +76,17 @@ def key_figure_rows(run: RunData) -> list[Row]:
     """Requests, hit rates (total and per tier), latency percentiles and run times."""
     s = run.summary
     by_tier = s.get("hit_rate_by_tier") or {}
+    total, gpu = s.get("hit_rate"), by_tier.get("gpu")
     rows = [
         ("requests", fmt_int(s.get("requests"))),
         ("prompt tokens", fmt_int(s.get("prompt_tokens"))),
-        ("hit rate (CPU + SSD + remote)", fmt_pct(s.get("hit_rate"))),
+        ("hit rate (CPU + SSD + remote; GPU prefix hits apart)", fmt_pct(total)),
+        (
+            "hit rate with GPU prefix hits",
+            fmt_pct(total + gpu)
+            if isinstance(total, int | float) and isinstance(gpu, int | float)
+            else MISSING,
+        ),
     ]
     rows += [(f"hit rate {tier}", fmt_pct(by_tier.get(tier))) for tier in TIERS]
     if s.get("gets_in_flight") is not None:
@@ -64,8 +99,10 @@ def key_figure_rows(run: RunData) -> list[Row]:
         rows += [(f"{label} {p}", fmt_seconds(stats.get(p))) for p in ("p50", "p90", "p99")]
     if s.get("span_s") is not None:
         rows.append(("simulated span", fmt_seconds(s.get("span_s"))))
-    rows += [("trace load time", fmt_seconds(s.get("load_s"))),
-             ("replay wall time", fmt_seconds(s.get("wall_s")))]
+    rows += [
+        ("trace load time", fmt_seconds(s.get("load_s"))),
+        ("replay wall time", fmt_seconds(s.get("wall_s"))),
+    ]
     return rows
 
 
@@ -76,8 +113,12 @@ def latency_table_rows(run: RunData) -> list[list[str]]:
         stats = run.latency_stats(metric)
         if stats is None:
             continue
-        rows.append([LATENCY_LABELS[metric], *(fmt_seconds(stats.get(p))
-                                               for p in ("p50", "p90", "p99", "mean"))])
+        rows.append(
+            [
+                LATENCY_LABELS[metric],
+                *(fmt_seconds(stats.get(p)) for p in ("p50", "p90", "p99", "mean")),
+            ]
+        )
     return rows
 
 
@@ -123,18 +164,32 @@ def tier_table_rows(run: RunData) -> list[list[str]]:
         occupancy = None
         if isinstance(cap, int | float) and cap and isinstance(used, int | float):
             occupancy = used / cap
-        rows.append([
-            name, fmt_int(cap), fmt_int(used), fmt_pct(occupancy),
-            fmt_int(info.get("stored_blocks")), fmt_int(info.get("evicted_blocks")),
-            fmt_int(info.get("alloc_failures")), fmt_int(hit_tokens.get(name)),
-            fmt_pct(by_tier.get(name)),
-        ])
+        rows.append(
+            [
+                name,
+                fmt_int(cap),
+                fmt_int(used),
+                fmt_pct(occupancy),
+                fmt_int(info.get("stored_blocks")),
+                fmt_int(info.get("evicted_blocks")),
+                fmt_int(info.get("alloc_failures")),
+                fmt_int(hit_tokens.get(name)),
+                fmt_pct(by_tier.get(name)),
+            ]
+        )
     return rows
 
 
 TIER_TABLE_HEADER = (
-    "tier", "capacity (blocks)", "used (blocks)", "occupancy", "stored (blocks)",
-    "evicted (blocks)", "allocation failures", "hit tokens", "hit rate",
+    "tier",
+    "capacity (blocks)",
+    "used (blocks)",
+    "occupancy",
+    "stored (blocks)",
+    "evicted (blocks)",
+    "allocation failures",
+    "hit tokens",
+    "hit rate",
 )
 LATENCY_TABLE_HEADER = ("metric (GET requests)", "p50", "p90", "p99", "mean")
 
@@ -147,4 +202,3 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
     for key, value in config.items():
         out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
-
