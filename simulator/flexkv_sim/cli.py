@@ -63,8 +63,8 @@ def main() -> None:
     "--out",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write summary.json, requests.csv, utilisation.csv, capacity_curve.csv, config.json "
-    "and report.html here.",
+    help="Write summary.json, requests.csv, utilisation.csv, capacity_curve.csv, config.json, "
+    "report.html and plotly.min.js here.",
 )
 @click.option(
     "--records",

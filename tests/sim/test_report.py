@@ -134,11 +134,19 @@ def make_run(
     return run_dir
 
 
-def assert_self_contained(page: str) -> None:
-    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.IGNORECASE)
+def assert_self_contained(path: Path) -> str:
+    """The page loads nothing but ``plotly.min.js`` from its own folder, which holds the
+    bundle once; returns the page's text."""
+    page = path.read_text(encoding="utf-8")
+    assert re.findall(r"<script[^>]*\bsrc\s*=\s*\"([^\"]*)\"", page, re.IGNORECASE) == [
+        "plotly.min.js"
+    ]
     assert not re.search(r"<link[^>]*href\s*=\s*[\"']?https?://", page, re.IGNORECASE)
     assert not re.search(r"@import\s+url\(\s*[\"']?https?://", page, re.IGNORECASE)
-    assert len(re.findall(r"\* plotly\.js v\d", page)) == 1  # the bundle, once
+    assert not re.search(r"\* plotly\.js v\d", page)  # not inlined
+    bundle = (path.parent / "plotly.min.js").read_text(encoding="utf-8")
+    assert len(re.findall(r"\* plotly\.js v\d", bundle)) == 1  # the bundle, once
+    return page
 
 
 # ---- the run report ---------------------------------------------------------------------
@@ -146,8 +154,7 @@ def test_timing_report_has_every_section_and_figure(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path, "timing")
     path = write_report(run_dir)
     assert path == run_dir / "report.html" and path.is_file()
-    page = path.read_text(encoding="utf-8")
-    assert_self_contained(page)
+    page = assert_self_contained(path)
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in page
     assert "hitrate mode" not in page
@@ -166,8 +173,7 @@ def test_hitrate_report_omits_timing_sections_with_a_note(tmp_path: Path) -> Non
     run_dir = make_run(tmp_path, "hitrate", mode="hitrate")
     out = write_report(run_dir, tmp_path / "pages" / "hr.html")
     assert out == tmp_path / "pages" / "hr.html"
-    page = out.read_text(encoding="utf-8")
-    assert_self_contained(page)
+    page = assert_self_contained(out)
     assert "<h2>Latency</h2>" in page and "<h2>Link utilisation</h2>" in page
     assert page.count("replayed in hitrate mode") == 2
     assert "Latency CDFs" not in page and "Link utilisation over time" not in page
@@ -236,8 +242,7 @@ def test_comparison_of_timing_and_hitrate_runs(tmp_path: Path) -> None:
     b = make_run(tmp_path, "b", mode="hitrate",
                  config={"cache_config": {"num_cpu_blocks": 16384}})
     out = write_comparison([a, b], tmp_path / "cmp.html", labels=["lru-8k", "lru-16k"])
-    page = out.read_text(encoding="utf-8")
-    assert_self_contained(page)
+    page = assert_self_contained(out)
     for title in ("Runs", "Summary side by side", "Hit rate per tier", "Latency",
                   "Bytes moved per path", "Link utilisation", "Tiers", "Config differences"):
         assert f"<h2>{title}</h2>" in page, title

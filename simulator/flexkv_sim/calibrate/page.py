@@ -16,9 +16,11 @@ def _cdf(values: Any) -> tuple[Any, Any]:
 
 
 def write_validation_page(out: Path, both: Any, report: dict) -> Path:
-    """``validation.html`` in ``out``: self-contained (plotly.js inline)."""
+    """``validation.html`` in ``out``, with ``plotly.min.js`` beside it (the report's page)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
+    from ..report.html import Page, table
 
     gets = both[both["op_measured"] == "get"] if "op_measured" in both else both
     fig = make_subplots(
@@ -67,17 +69,13 @@ def write_validation_page(out: Path, both: Any, report: dict) -> Path:
             f"block agreement {report['block_agreement']:.1%}"
         ),
     )
-    rows = "".join(
-        f"<tr><td>{k}</td><td>{v:.4f}</td></tr>"
-        for k, v in report.items()
-        if k.endswith("_err") and isinstance(v, float)
+    rows = [
+        (k, f"{v:.4f}") for k, v in report.items() if k.endswith("_err") and isinstance(v, float)
+    ]
+    page = Page(
+        f"FlexKV Twin validation: {Path(str(report['run'])).name}",
+        f"run {report['run']} · profile {report['profile']} · pacing {report['pacing']}",
     )
-    html = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Validation</title></head>"
-        f"<body><h1>Twin validation</h1><p>run {report['run']}, profile {report['profile']}, "
-        f"pacing {report['pacing']}</p><table border=1><tr><th>error</th><th>value</th></tr>"
-        f"{rows}</table>{fig.to_html(full_html=False, include_plotlyjs=True)}</body></html>"
-    )
-    path = out / "validation.html"
-    path.write_text(html)
-    return path
+    page.section("Errors of the twin against the measured run", table(("error", "value"), rows))
+    page.section("Measured vs predicted", page.figure(fig))
+    return page.write(Path(out) / "validation.html")

@@ -1,8 +1,10 @@
 """HTML dashboards of replay results: one run's report and a comparison of several.
 
-The pages are self-contained (plotly.js inlined once, no fonts or scripts fetched) and
-are built from result files alone (``summary.json``, ``requests.parquet``/``.csv``,
-``utilisation.csv``, ``config.json``): this package never imports the engine or the
+A page needs nothing from the network: its CSS is inline and it loads plotly.js from
+``plotly.min.js``, which is written once into the page's folder (:mod:`.html`), so the
+folder, copied whole, opens offline. Pages are built from result files alone
+(``summary.json``, ``requests.parquet``/``.csv``, ``utilisation.csv``,
+``capacity_curve.csv``, ``config.json``): this package never imports the engine or the
 twin's replay code.
 """
 

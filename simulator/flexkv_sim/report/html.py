@@ -1,12 +1,16 @@
-"""A self-contained HTML page: inline CSS, plotly.js inlined once, no network needed.
+"""A page and its folder: inline CSS, plotly.js once per folder, no network needed.
 
-Figures are rendered with ``include_plotlyjs=False`` and the library is written once into
-``<head>``, so a page with many figures carries one copy of it (about 4.5 MB) and every
-figure finds it whatever the order in which the browser runs the scripts.
+Figures are rendered with ``include_plotlyjs=False``; the page loads the library from
+``plotly.min.js`` beside it (:data:`PLOTLY_FILE`), which :meth:`Page.write` puts into the
+page's folder once, from the installed plotly's own bundle (about 4.6 MB). Every page
+written into one folder (a run's ``report.html``, a sweep's ``dashboard.html``, a
+comparison, a curve, a validation page) shares that one copy, and the folder opens
+offline as it is: the folder, not the single page, is the unit to copy or send.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import re
@@ -19,6 +23,47 @@ from plotly.offline import get_plotlyjs
 
 # No logo link, no "edit in chart studio": nothing on the page points outside it.
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+PLOTLY_FILE = "plotly.min.js"
+_NO_PLOTLY = (
+    f"The figures need {PLOTLY_FILE} from this page's folder: copy or send the whole "
+    "folder, not the page alone."
+)
+
+
+@functools.cache
+def plotly_bundle() -> bytes:
+    """The installed plotly's minified plotly.js."""
+    return get_plotlyjs().encode("utf-8")
+
+
+def write_plotly_bundle(folder: Path) -> Path:
+    """``folder/plotly.min.js``, written only when missing or different."""
+    path = Path(folder) / PLOTLY_FILE
+    bundle = plotly_bundle()
+    if not (path.is_file() and path.stat().st_size == len(bundle) and path.read_bytes() == bundle):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{PLOTLY_FILE}.tmp")
+        tmp.write_bytes(bundle)
+        tmp.replace(path)  # a page never sees half a bundle
+    return path
+
+
+def plotly_head() -> str:
+    """The ``<head>`` lines that load plotly.js from the page's folder."""
+    return (
+        "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
+        f'<script src="{PLOTLY_FILE}" charset="utf-8"></script>'
+    )
+
+
+def plotly_missing_note() -> str:
+    """A note shown only when plotly.js did not load (the page was copied alone)."""
+    return (
+        f'<p id="no-plotly" class="note" hidden>{html.escape(_NO_PLOTLY)}</p>\n'
+        "<script>if (!window.Plotly) "
+        "{ document.getElementById('no-plotly').hidden = false; }</script>"
+    )
+
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial,
@@ -60,39 +105,39 @@ class Page:
         self._sections.append((anchor, title, "\n".join(p for p in parts if p)))
 
     def figure(self, fig: go.Figure) -> str:
-        """The figure as an HTML fragment (the library itself is in the page's head)."""
+        """The figure as an HTML fragment (the page's head loads the library)."""
         self._figures += 1
         body = fig.to_html(
-            full_html=False, include_plotlyjs=False, config=PLOTLY_CONFIG,
+            full_html=False,
+            include_plotlyjs=False,
+            config=PLOTLY_CONFIG,
             div_id=f"fig-{self._figures}",
         )
         return f'<div class="fig">{body}</div>'
 
     def render(self) -> str:
-        nav = " ".join(
-            f'<a href="#{a}">{html.escape(t)}</a>' for a, t, _ in self._sections
-        )
+        nav = " ".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t, _ in self._sections)
         sections = "\n".join(
             f'<section id="{a}"><h2>{html.escape(t)}</h2>\n{body}\n</section>'
             for a, t, body in self._sections
         )
-        library = ""
-        if self._figures:
-            library = (
-                "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
-                f'<script type="text/javascript">{get_plotlyjs()}</script>'
-            )
+        library = plotly_head() if self._figures else ""
+        missing = plotly_missing_note() if self._figures else ""
         return (
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{html.escape(self.title)}</title>\n<style>{_CSS}</style>\n{library}\n"
             "</head>\n<body>\n"
             f"<header><h1>{html.escape(self.title)}</h1>"
             f'<div class="sub">{html.escape(self.subtitle)}</div></header>\n'
-            f"<nav>{nav}</nav>\n<main>\n{sections}\n</main>\n</body>\n</html>\n"
+            f"<nav>{nav}</nav>\n<main>\n{missing}\n{sections}\n</main>\n</body>\n</html>\n"
         )
 
     def write(self, out: Path) -> Path:
+        """Write the page to ``out`` and, when it has figures, ``plotly.min.js`` beside it."""
+        out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
+        if self._figures:
+            write_plotly_bundle(out.parent)
         out.write_text(self.render(), encoding="utf-8")
         return out
 

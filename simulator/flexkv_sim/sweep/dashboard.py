@@ -1,4 +1,5 @@
-"""The sweep dashboard: a self-contained page built from a sweep's result files only.
+"""The sweep dashboard: a page built from a sweep's result files only; the sweep's folder
+holds it and the ``plotly.min.js`` it loads, and opens offline as a whole.
 
 For each grid key, the hit rate (and in timing mode TTFT and GET latency percentiles)
 against its values, one line per combination of the other keys; then every point in a
@@ -22,7 +23,8 @@ MAX_TABLE_ROWS = 2000
 
 
 def write_dashboard(sweep_dir: Path, out: Path | None = None) -> Path:
-    """Write ``dashboard.html`` (default: into ``sweep_dir``); returns its path."""
+    """Write ``dashboard.html`` (default: into ``sweep_dir``) and ``plotly.min.js`` beside
+    it; returns the page's path."""
     sweep_dir = Path(sweep_dir)
     meta, frame = read_results(sweep_dir)
     page = build_dashboard(meta, frame)
