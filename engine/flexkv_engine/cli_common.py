@@ -128,7 +128,7 @@ def print_summary(
     """The terminal summary of a replay, the same for ``flexkv-sim`` and ``flexkv-run``.
 
     The headline hit rate says what it counts; ``why`` lines (the bound, the capacity it
-    needs, the doctor's findings) follow the figures; ``rows`` add a tool's own lines;
+    needs, the doctor's findings) follow the figures, then ``rows``, a tool's own lines;
     the last line names the report when there is one.
     """
     by_tier = summary["hit_rate_by_tier"]
@@ -147,10 +147,10 @@ def print_summary(
                     f"p99 {p['p99'] * 1e3:.3f} ms"
                 )
     click.echo(f"load / replay   {summary['load_s']:.3f} s / {summary['wall_s']:.3f} s")
-    for label, value in rows:
-        click.echo(f"{label:<16}{value}")
     for i, line in enumerate(summary.get("why") or ()):
         click.echo(f"{'why' if i == 0 else '':<16}{line}")
+    for label, value in rows:
+        click.echo(f"{label:<16}{value}")
     if out is not None:
         click.echo(f"results in      {out}")
     if report_path is not None:

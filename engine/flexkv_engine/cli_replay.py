@@ -7,6 +7,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,8 +18,11 @@ from .cli_common import (
     progress_option,
     trace_options,
 )
-from .replay_input import prepare_replay
+from .replay_input import ReplayInput, prepare_replay
 from .results import RECORD_FORMATS, write_results
+
+if TYPE_CHECKING:
+    from .hw_replay import HardwareRun
 
 
 def _speed(value: str) -> float | None:
@@ -76,8 +80,9 @@ def _default_device() -> str:
     "--out",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write summary.json, requests.csv, config.json and trace.jsonl (with every "
-    "transfer) here: what the twin needs to reproduce and calibrate the run.",
+    help="Write summary.json, requests.csv, config.json, trace.jsonl (with every "
+    "transfer: what the twin needs to reproduce and calibrate the run), "
+    "capacity_curve.csv, report.html and plotly.min.js here.",
 )
 @click.option(
     "--records",
@@ -86,6 +91,7 @@ def _default_device() -> str:
     default="csv",
     show_default=True,
 )
+@click.option("--report/--no-report", default=True, help="Write report.html into --out.")
 @progress_option
 @click.option(
     "--timeline",
@@ -117,6 +123,7 @@ def replay(
     as_json: bool,
     out: str | None,
     records_format: str,
+    report: bool,
     progress: bool | None,
     timeline: str | None,
     metrics_port: int | None,
@@ -128,7 +135,7 @@ def replay(
     blocks with bytes derived from their keys, PUT through every tier. Exits with status
     1 naming the block and tier when a check fails.
     """
-    from .hw_replay import RUN_COLUMNS, run_replay
+    from .hw_replay import run_replay
 
     pace = _speed(speed)
     inp = prepare_replay(
@@ -150,8 +157,11 @@ def replay(
         trace_path = run_dir / "trace.jsonl" if run_dir is not None else None
         # enable_trace: the tracer's file is written too (a copy of the run's trace when
         # --out is given), with every request record, so that it replays.
-        also_trace = (Path(inp.config.cache_config.trace_file_path)
-                      if inp.config.cache_config.enable_trace else None)
+        also_trace = (
+            Path(inp.config.cache_config.trace_file_path)
+            if inp.config.cache_config.enable_trace
+            else None
+        )
         if trace_path is None and also_trace is not None:
             trace_path, also_trace = also_trace, None
         if timeline is not None and trace_path is None:
@@ -180,30 +190,56 @@ def replay(
         if also_trace is not None and trace_path is not None:
             also_trace.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(trace_path, also_trace)
-            click.echo(f"flexkv-run: enable_trace: the trace is in {trace_path} and, as "
-                       f"trace_file_path asks, in {also_trace}", err=True)
+            click.echo(
+                f"flexkv-run: enable_trace: the trace is in {trace_path} and, as "
+                f"trace_file_path asks, in {also_trace}",
+                err=True,
+            )
         if timeline is not None:
             from .timeline import read_transfers, write_chrome_trace
 
             assert trace_path is not None
             write_chrome_trace(read_transfers(trace_path), timeline, process_name="flexkv-run")
-    if run_dir is not None:
-        write_results(
-            run_dir,
-            run.summary,
-            run.records,
-            RUN_COLUMNS,
-            inp.config,
-            records_format=records_format,
-        )
+    report_path = _write_run(run, inp, run_dir, records_format, report=report)
     for warning in run.summary["warnings"]:
         click.echo(f"flexkv-run: warning: {warning}", err=True)
     if as_json:
         echo_json(run.summary)
     else:
-        print_summary(run.summary, out)
-        click.echo(f"integrity       {run.summary['integrity_failures']} failures")
+        integrity = f"{run.summary['integrity_failures']} failures"
+        print_summary(run.summary, out, report_path, rows=(("integrity", integrity),))
     for failure in run.failures[:20]:
         click.echo(f"flexkv-run: integrity: {failure}", err=True)
     if run.failures:
         sys.exit(1)
+
+
+def _write_run(
+    run: HardwareRun,
+    inp: ReplayInput,
+    run_dir: Path | None,
+    records_format: str,
+    *,
+    report: bool,
+) -> Path | None:
+    """Explain the run into its summary; with ``--out``, write the run directory and its
+    report. Returns the report's path, if written."""
+    # The twin explains the run (one pass over the trace for the capacity curve, the
+    # doctor's rules, no replay) and draws the report: imported here only, so the
+    # engine's runtime never loads it.
+    from flexkv_sim.doctor.why import add_why
+
+    from .hw_replay import RUN_COLUMNS
+
+    why = add_why(inp, run.summary)
+    if run_dir is None:
+        return None
+    write_results(
+        run_dir, run.summary, run.records, RUN_COLUMNS, inp.config, records_format=records_format
+    )
+    why.write_curve(run_dir)
+    if not report:
+        return None
+    from flexkv_sim.report import write_report
+
+    return write_report(run_dir)

@@ -1,12 +1,12 @@
 """Every kind of generated page, opened from file:// in headless Chromium (Playwright
 drives Debian's).
 
-Run report (hitrate and timing), comparison, hit-rate curve, sweep dashboard and
-calibration's validation page: each must load plotly.js from the ``plotly.min.js`` of its
-own folder (``window.Plotly`` defined), draw its plotly figures (an ``svg.main-svg``
-inside every ``.js-plotly-plot``), log no console or page error and request nothing but
-the page and that file. A page copied without its folder says so. A screenshot of each
-is saved under the test's ``tmp_path``.
+Run report of the twin (hitrate and timing) and of the engine (``flexkv-run replay``),
+comparison, hit-rate curve, sweep dashboard and calibration's validation page: each must
+load plotly.js from the ``plotly.min.js`` of its own folder (``window.Plotly`` defined),
+draw its plotly figures (an ``svg.main-svg`` inside every ``.js-plotly-plot``), log no
+console or page error and request nothing but the page and that file. A page copied
+without its folder says so. A screenshot of each is saved under the test's ``tmp_path``.
 Never downloads a browser: ``executable_path`` is the system Chromium.
 """
 
@@ -39,7 +39,7 @@ FLAGS = [
     "--disable-sync",
 ]
 PAGES = ("report_hitrate", "report_timing", "comparison", "curve", "sweep_dashboard")
-ENGINE_PAGES = ("validation",)  # made from a flexkv-run run (torch)
+ENGINE_PAGES = ("report_engine", "validation")  # made with flexkv-run (torch)
 TINY = (
     "model_config.num_layers=1",
     "model_config.num_kv_heads=1",
@@ -107,7 +107,7 @@ def pages(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def engine_pages(tmp_path_factory) -> dict[str, Path]:
-    """The validation page of the twin against a flexkv-run run."""
+    """The engine's run report, and the validation page of the twin against that run."""
     pytest.importorskip("torch", reason="flexkv-run replay needs torch")
     from flexkv_engine.cli import main as run_main
 
@@ -133,7 +133,7 @@ def engine_pages(tmp_path_factory) -> dict[str, Path]:
     invoke(
         "validate", "--measured", str(run), "--profile", str(profile), "--out", str(root / "val")
     )
-    return {"validation": root / "val" / "validation.html"}
+    return {"report_engine": run / "report.html", "validation": root / "val" / "validation.html"}
 
 
 @pytest.fixture(scope="module")
