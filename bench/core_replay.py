@@ -5,8 +5,9 @@ trace's own) and at 16-token blocks (each hash id expanded into 32 chained sub-b
 keys, the last request block cut to ceil(input_length / 16) keys), GET then PUT of every
 request (GET match, PUT insert, eviction, allocator), through ``Planner.access`` (the
 twin's hit-rate mode) and through transfer graphs with block ids (the engine's path),
-and times, in the same run, a bare ``OrderedDict`` LRU loop over the same keys as a
-baseline. Prints a JSON report.
+each over the Python index and over the native one (``*_native``, when the native
+module is built), and times, in the same run, a bare ``OrderedDict`` LRU loop over the
+same keys as a baseline. Prints a JSON report.
 
     python bench/core_replay.py [--tokens 3e6] [--repeat 3] [--json]
 """
@@ -20,7 +21,7 @@ import platform
 import time
 from collections import OrderedDict
 
-from flexkv_engine.core.index import TierIndex
+from flexkv_engine.core.index import make_tier_index
 from flexkv_engine.core.keys import expand_keys
 from flexkv_engine.core.planner import Planner
 from flexkv_engine.trace import load_requests, public_traces_dir
@@ -35,10 +36,21 @@ def load(block: int) -> list[tuple[float, int, list[int]]]:
     return [(r.t, r.num_tokens, expand_keys(r.keys, factor, r.num_tokens, block)) for r in requests]
 
 
-def planner_replay(requests, capacity: int, block: int, path: str) -> tuple[float, float, int]:
+def native_built() -> bool:
+    try:
+        from flexkv_engine.core import native_index  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def planner_replay(
+    requests, capacity: int, block: int, path: str, native: bool
+) -> tuple[float, float, int]:
     """The planner's hit-rate path: ``access`` (what ``flexkv-sim replay`` runs for a CPU
-    tier, no block ids kept) or ``graphs`` (transfer graphs and block ids, as the engine)."""
-    tier = TierIndex("cpu", capacity, track_ids=path == "graphs")
+    tier, no block ids kept) or ``graphs`` (transfer graphs and block ids, as the engine),
+    over the native index or the Python one."""
+    tier = make_tier_index("cpu", capacity, track_ids=path == "graphs", native=native)
     planner = Planner({"cpu": tier}, block)
     plan_get, plan_put, run, access = (
         planner.plan_get,
@@ -96,6 +108,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     report = {"python": platform.python_version(), "machine": platform.machine(), "runs": []}
+    variants = [("access", False), ("graphs", False)]
+    if native_built():
+        variants += [("access", True), ("graphs", True)]
     for block in args.blocks:
         requests = load(block)
         block_ops = 2 * sum(len(k) for _, _, k in requests)  # each block matched and put
@@ -110,11 +125,11 @@ def main() -> None:
                 "bare_lru_s": round(bare_s, 4),
                 "bare_lru_hit_rate": round(bare_hr, 4),
             }
-            for path in ("access", "graphs"):
+            for path, native in variants:
                 ours_s, ours_hr, nodes = best(
-                    planner_replay, args.repeat, requests, capacity, block, path
+                    planner_replay, args.repeat, requests, capacity, block, path, native
                 )
-                run[path] = {
+                run[path + ("_native" if native else "")] = {
                     "seconds": round(ours_s, 4),
                     "requests_per_s": round(len(requests) / ours_s),
                     "block_ops_per_s": round(block_ops / ours_s),

@@ -10,6 +10,7 @@
 #include "crc32c.h"
 #include "cuda/bind_transfer.h"
 #include "cuda/device_info.h"
+#include "index/bind_index.h"
 #include "io/bind_io.h"
 #include "keys/bind_keys.h"
 
@@ -118,4 +119,5 @@ NB_MODULE(_native, m) {
     flexkv::io::bind_io(m);  // UringEngine (with liburing) and uring_probe
     flexkv::cuda::bind_transfer(m);  // KVTransfer and time_contiguous_copies (with CUDA)
     flexkv::keys::bind_keys(m);  // block_keys, block_keys_le64, namespace_root
+    flexkv::index::bind_index(m);  // TierIndex and IndexNode (core.native_index)
 }

@@ -12,7 +12,7 @@ rest, prefill, FlexKV PUT, decode, ``release`` at the end. Torch-free.
 
 from __future__ import annotations
 
-from .core.index import Node, TierIndex
+from .core.index import Node, make_tier_index
 from .core.policies import LRU
 
 
@@ -21,7 +21,9 @@ class GpuPrefixCache:
 
     def __init__(self, num_blocks: int, *, track_ids: bool = True) -> None:
         self.index = (
-            TierIndex("gpu", num_blocks, LRU(), track_ids=track_ids) if num_blocks > 0 else None
+            make_tier_index("gpu", num_blocks, LRU(), track_ids=track_ids)
+            if num_blocks > 0
+            else None
         )
 
     def acquire(self, keys: list[int], now: float) -> tuple[int, Node | None]:

@@ -7,7 +7,7 @@ with the same policies and eviction settings.
 from __future__ import annotations
 
 from .config import CacheConfig
-from .core.index import TierIndex
+from .core.index import make_tier_index
 from .core.paths import CPU, REMOTE, SSD
 from .core.planner import Planner
 from .core.policies import make_policy, policy_params
@@ -38,23 +38,28 @@ def tier_capacities(cache: CacheConfig) -> dict[str, int]:
     return tiers
 
 
-def build_planner(cache: CacheConfig, *, track_ids: bool = True) -> Planner:
-    """One :class:`TierIndex` per enabled tier, each with its own policy instance.
+def build_planner(
+    cache: CacheConfig, *, track_ids: bool = True, native: bool | None = None
+) -> Planner:
+    """One tier index per enabled tier, each with its own policy instance.
 
     ``track_ids=False`` (the twin) keeps capacity counts instead of block-id lists: the
     same decisions, without the per-block bookkeeping that only moving bytes needs.
+    ``native``: which index (:func:`flexkv_engine.core.index.make_tier_index`); by
+    default the C++ one when the native module is built, else the Python one.
     """
     if cache.tokens_per_block is None:
         raise ValueError("cache_config is not resolved: call Config.resolve() first")
     settings = {key: getattr(cache, key) for key in policy_params()}
     tiers = {
-        name: TierIndex(
+        name: make_tier_index(
             name,
             capacity,
             make_policy(cache.eviction_policy, **settings),
             evict_ratio=cache.evict_ratio,
             evict_start_threshold=cache.evict_start_threshold,
             track_ids=track_ids,
+            native=native,
         )
         for name, capacity in tier_capacities(cache).items()
     }

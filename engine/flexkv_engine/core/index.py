@@ -24,6 +24,10 @@ node that holds one lock of its own until :meth:`commit` or :meth:`abort`.
 
 Restarts. :meth:`TierIndex.restore` rebuilds an empty index from stored blocks (key,
 parent key, block id), so a tier whose bytes outlive the process (SSD) hits again.
+
+Native speed. :func:`make_tier_index` builds a tier's index, taking the C++ twin of
+this class (:mod:`.native_index`, csrc/index) when the native module is built; this
+class is its reference and fallback.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from heapq import heapify, heappop, heappush
+from typing import cast
 
 from .allocator import BlockAllocator, CountingAllocator, eviction_target
 from .policies import LRU, EvictionPolicy
+from .restore import restore_runs
 
 
 class Node:
@@ -221,6 +227,26 @@ class TierIndex:
                 node.hits += 1
         self.root.lock += 1
         return ready, present, (path[-1] if path else self.root)
+
+    def get_put(self, keys: list[int], now: float, store: int) -> tuple[int, int, int]:
+        """A GET then a PUT of ``keys``, both completed at once (the twin's hit-rate mode).
+
+        GET: :meth:`lookup` as a hit, then :meth:`release`. PUT: :meth:`lookup`, then, if
+        nothing after the ready prefix is being written, :meth:`insert` of the blocks up to
+        ``store`` and :meth:`commit`, then :meth:`release`. Returns the GET's ``(ready,
+        present)`` and the blocks stored.
+        """
+        ready, present, handle = self.lookup(keys, now, hit=True)
+        self.release(handle)
+        put_ready, put_present, handle = self.lookup(keys, now, hit=False)
+        stored = 0
+        if put_present == put_ready < store:
+            node = self.insert(handle, keys, store - put_ready, now)
+            if node is not None:
+                self.commit(node)
+                stored = node.n
+        self.release(handle)
+        return ready, present, stored
 
     def pin(self, node: Node) -> Node:
         """Take a path lock on ``[0, node.end)`` (released by :meth:`release`)."""
@@ -452,36 +478,12 @@ class TierIndex:
             raise ValueError(f"{self.name}: restore needs block ids (track_ids=True)")
         if self.root.children or self.used:
             raise ValueError(f"{self.name}: restore needs an empty index")
-        by_key: dict[int, tuple[int | None, int, int]] = {}  # key -> (parent, id, order)
-        owner: dict[int, int] = {}  # id -> key of the latest entry using it
-        for order, (key, parent, block) in enumerate(entries):
-            if not 0 <= block < self.capacity:
-                continue
-            old = by_key.get(key)
-            if old is not None and owner.get(old[1]) == key:
-                del owner[old[1]]
-            stale = owner.get(block)
-            if stale is not None:
-                del by_key[stale]
-            by_key[key] = (parent, block, order)
-            owner[block] = key
-        kids: dict[int | None, list[int]] = {}
-        for key, (parent, _, _) in by_key.items():
-            kids.setdefault(parent, []).append(key)
         made: list[tuple[int, Node]] = []  # (newest entry, node)
-        stack: list[tuple[Node, int]] = [(self.root, k) for k in kids.get(None, ())]
-        while stack:
-            above, key = stack.pop()
-            keys, ids, newest = [key], [by_key[key][1]], by_key[key][2]
-            while len(kids.get(key, ())) == 1:  # one run until the chain branches or ends
-                key = kids[key][0]
-                keys.append(key)
-                ids.append(by_key[key][1])
-                newest = max(newest, by_key[key][2])
-            node = Node(keys, ids, above.end, above, now, 0)
-            above.children[keys[0]] = node
+        for above, keys, ids, newest in restore_runs(entries, self.capacity):
+            parent = self.root if above < 0 else made[above][1]
+            node = Node(keys, ids, parent.end, parent, now, 0)
+            parent.children[keys[0]] = node
             made.append((newest, node))
-            stack.extend((node, k) for k in kids.get(key, ()))
         restored: list[int] = []
         for _, node in sorted(made, key=lambda item: item[0]):
             node.seq = node.cseq = next(self._seq)
@@ -556,3 +558,51 @@ class TierIndex:
         assert held == self.used, (held, self.used)
         assert self.used + self.free == self.capacity
         assert self.num_nodes == len(self.nodes())
+
+
+def make_tier_index(
+    name: str,
+    capacity: int,
+    policy: EvictionPolicy | None = None,
+    *,
+    evict_ratio: float = 0.0,
+    evict_start_threshold: float = 1.0,
+    track_ids: bool = True,
+    native: bool | None = None,
+) -> TierIndex:
+    """The index of one tier: this module's :class:`TierIndex` or its C++ twin.
+
+    ``native``: None (the default) takes the C++ index (:mod:`.native_index`) when the
+    native module is built and has the policy, else this module's; True requires it
+    (ImportError when it is not built, ValueError for a policy it lacks); False never
+    takes it. Both make the same decisions on the same calls (a parity test drives them
+    side by side), so the choice changes speed only. The C++ index has the same methods
+    and node attributes; it is typed here as :class:`TierIndex`, whose interface it has.
+    """
+    if native is not False:
+        try:
+            from .native_index import NativeTierIndex, native_policy
+        except ImportError:
+            if native:
+                raise
+        else:
+            if native or native_policy(policy or LRU()) is not None:
+                return cast(
+                    TierIndex,
+                    NativeTierIndex(
+                        name,
+                        capacity,
+                        policy,
+                        evict_ratio=evict_ratio,
+                        evict_start_threshold=evict_start_threshold,
+                        track_ids=track_ids,
+                    ),
+                )
+    return TierIndex(
+        name,
+        capacity,
+        policy,
+        evict_ratio=evict_ratio,
+        evict_start_threshold=evict_start_threshold,
+        track_ids=track_ids,
+    )

@@ -255,11 +255,12 @@ class Planner:
         del request_id
         cpu, stats = self.cpu, self.stats
         tpb = self.tokens_per_block
-        # GET: lock, touch and count the ready prefix; nothing to stage without lower tiers.
-        ready, present, handle = cpu.lookup(keys, now, hit=True)
+        # GET: lock, touch and count the ready prefix (nothing to stage without lower
+        # tiers), release; PUT: write what the CPU lacks. One index call for both.
+        n = self._admitted(keys) if self.store_after_hits else len(keys)
+        ready, present, stored = cpu.get_put(keys, now, n)
         first = gpu_blocks if gpu_blocks > 0 else 0
         end = first if first > ready else ready
-        cpu.release(handle)
         stats.gets += 1
         stats.prompt_tokens += num_tokens
         if present > ready:
@@ -272,17 +273,10 @@ class Planner:
             stats.blocks_by_tier[CPU] += end - first
             stats.ops_by_path[H2D] += 1
             stats.blocks_by_path[H2D] += end - first
-        # PUT: write what the CPU lacks.
-        n = self._admitted(keys) if self.store_after_hits else len(keys)
-        ready, present, handle = cpu.lookup(keys, now, hit=False)
-        if present == ready < n:
-            node = cpu.insert(handle, keys, n - ready, now)
-            if node is not None:
-                cpu.commit(node)
-                stats.ops_by_path[D2H] += 1
-                stats.blocks_by_path[D2H] += node.n
-                stats.stored_blocks[CPU] += node.n
-        cpu.release(handle)
+        if stored:
+            stats.ops_by_path[D2H] += 1
+            stats.blocks_by_path[D2H] += stored
+            stats.stored_blocks[CPU] += stored
         stats.puts += 1
         return first, end
 
