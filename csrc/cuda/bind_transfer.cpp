@@ -1,5 +1,5 @@
 // Python bindings of the GPU <-> host transfer engine: `_native.KVTransfer` and
-// `_native.time_contiguous_copies` (see cuda/kv_transfer.h).
+// `_native.time_contiguous_copies` (see cuda/kv_transfer.h and cuda/transfer_bench.h).
 //
 // Compiled whether or not CUDA was found; without it neither exists, and
 // `_native.build_info()["cuda"]` is False (the engine then uses its torch mover).
@@ -16,6 +16,7 @@
 
 #ifdef FLEXKV_WITH_CUDA
 #include "cuda/kv_transfer.h"
+#include "cuda/transfer_bench.h"
 #endif
 
 namespace nb = nanobind;

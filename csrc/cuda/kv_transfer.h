@@ -23,7 +23,9 @@
 // work the caller queued on the legacy default stream (torch's default) before submit()
 // is seen by the job.
 //
-// The class holds no CUDA types, so the bindings compile without the CUDA headers.
+// The class holds no CUDA types, so the bindings compile without the CUDA headers. Its
+// CUDA build: transfer_queue.cu (streams, threads, copy-engine path) launching the
+// kernel of kv_kernels.cu; the bench's contiguous reference is in transfer_bench.h.
 #pragma once
 
 #include <cstddef>
@@ -105,15 +107,5 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
-
-// Times `repeats` rounds of plain cudaMemcpyAsync copies (cudaMemcpyDefault: the direction
-// follows from the pointers), every copy of a round on its own stream so that they run at
-// once. Returns the seconds of each round, from a start event all streams wait on to the
-// last copy's end. The reference that the transfer paths are measured against.
-std::vector<double> time_contiguous_copies(int device,
-                                           const std::vector<std::uintptr_t>& dsts,
-                                           const std::vector<std::uintptr_t>& srcs,
-                                           const std::vector<std::uint64_t>& sizes,
-                                           int repeats);
 
 }  // namespace flexkv::cuda

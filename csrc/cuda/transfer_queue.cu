@@ -1,5 +1,6 @@
-// CUDA build of kv_transfer.h: the SM gather/scatter kernel, the copy-engine path with
-// its staging buffer, and the per-direction streams, events and waiter threads.
+// CUDA build of kv_transfer.h: the per-direction streams, events, issuer and waiter
+// threads, and the copy-engine path with its staging buffer; the kernels it launches are
+// in kv_kernels.cu.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -15,198 +16,17 @@
 #include <utility>
 #include <vector>
 
+#include "cuda/cuda_check.cuh"
+#include "cuda/kv_kernels.cuh"
 #include "cuda/kv_transfer.h"
 
 namespace flexkv::cuda {
 
 namespace {
 
-std::string cuda_message(const char* what, cudaError_t err) {
-    return std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) +
-           ")";
-}
-
-void check(cudaError_t err, const char* what) {
-    if (err != cudaSuccess) {
-        throw std::runtime_error(cuda_message(what, err));
-    }
-}
-
 double now_s() {
     using clock = std::chrono::steady_clock;
     return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
-}
-
-// ---- the gather/scatter kernel -----------------------------------------------------------
-constexpr int kMaxThreads = 512;
-constexpr int kUnroll = 4;  // vectors of one chunk per thread per pass
-
-struct CopyArgs {
-    char* gpu;                  // layer-first cache (device pointer)
-    char* host;                 // block-first slots (mapped host memory or staging)
-    const std::int32_t* gpu_ids;
-    const std::int32_t* host_ids;  // nullptr: slot i of the job (staging)
-    std::uint32_t num_blocks;      // blocks of this launch
-    std::uint32_t lk;              // layers * kv: chunks per block
-    std::uint32_t chunk_vecs;      // vectors per chunk
-    std::uint64_t chunk_bytes;
-    std::uint64_t gpu_lk_stride;   // bytes between chunk (l,k) and (l,k)+1 of one block
-    std::uint64_t host_stride;
-};
-
-// kPrefetch (16-byte vectors only): 0, or 128/256 to ask L2 to fetch that many bytes
-// around each load (PTX .L2::128B / .L2::256B), which sets the size of the reads that go
-// out to host memory.
-template <int kPrefetch, typename V>
-__device__ __forceinline__ V load_stream(const V* p) {
-    return __ldcs(p);
-}
-template <int kPrefetch>
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-    uint4 v;
-    if constexpr (kPrefetch == 256) {
-        asm volatile("ld.global.cs.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
-                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    } else if constexpr (kPrefetch == 128) {
-        asm volatile("ld.global.cs.L2::128B.v4.u32 {%0, %1, %2, %3}, [%4];"
-                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    } else {
-        v = __ldcs(p);
-    }
-    return v;
-}
-template <int kPrefetch>
-__device__ __forceinline__ unsigned char load_stream(const unsigned char* p) {
-    return *p;
-}
-template <typename V>
-__device__ __forceinline__ void store_stream(V* p, V v) {
-    __stcs(p, v);
-}
-template <>
-__device__ __forceinline__ void store_stream(unsigned char* p, unsigned char v) {
-    *p = v;
-}
-
-constexpr int kBulkPrefetch = 1;  // kPrefetch value: TMA bulk prefetch of whole chunks
-constexpr int kBulkAhead = 2;     // ... this many chunk groups ahead of the loads
-
-// Where chunk c = (block i of the job, chunk j of the block), i = c / lk, lives on the GPU
-// (gp) and in the host slot or staging slot (hp).
-__device__ __forceinline__ void chunk_ptrs(const CopyArgs& a, std::uint64_t c, char** gp,
-                                           char** hp) {
-    const std::uint32_t i = static_cast<std::uint32_t>(c / a.lk);
-    const std::uint32_t j = static_cast<std::uint32_t>(c - std::uint64_t(i) * a.lk);
-    const std::uint64_t slot = a.host_ids ? std::uint64_t(a.host_ids[i]) : i;
-    *gp = a.gpu + j * a.gpu_lk_stride + std::uint64_t(a.gpu_ids[i]) * a.chunk_bytes;
-    *hp = a.host + slot * a.host_stride + j * a.chunk_bytes;
-}
-
-// Asks the TMA unit to bring a source chunk into L2 (sm_90), so that the loads that
-// follow hit L2 and the reads that cross PCIe are the TMA's.
-template <bool kToHost>
-__device__ __forceinline__ void bulk_prefetch(const CopyArgs& a, std::uint64_t c) {
-    char* gp;
-    char* hp;
-    chunk_ptrs(a, c, &gp, &hp);
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(kToHost ? gp : hp),
-                 "r"(static_cast<std::uint32_t>(a.chunk_bytes))
-                 : "memory");
-}
-
-// Chunk c = (block i of the job, chunk j of the block), i = c / lk. Each CTA moves a
-// contiguous range of whole chunks (so a CTA writes whole runs of a host slot); each
-// thread keeps the loads of G chunks x kUnroll vectors in flight before it stores.
-template <typename V, bool kToHost, int G, int kPrefetch>
-__global__ void __launch_bounds__(kMaxThreads) kv_copy_kernel(CopyArgs a) {
-    const std::uint64_t total = std::uint64_t(a.num_blocks) * a.lk;
-    const std::uint64_t c0 = total * blockIdx.x / gridDim.x;
-    const std::uint64_t c1 = total * (blockIdx.x + 1) / gridDim.x;
-    const std::uint32_t step = blockDim.x * kUnroll;
-    if constexpr (kPrefetch == kBulkPrefetch) {
-        if (threadIdx.x == 0) {
-            for (std::uint64_t k = c0; k < c1 && k < c0 + kBulkAhead * G; ++k) {
-                bulk_prefetch<kToHost>(a, k);
-            }
-        }
-    }
-    for (std::uint64_t c = c0; c < c1; c += G) {
-        if constexpr (kPrefetch == kBulkPrefetch) {
-            if (threadIdx.x == 0) {
-#pragma unroll
-                for (int g = 0; g < G; ++g) {
-                    const std::uint64_t k = c + kBulkAhead * G + g;
-                    if (k < c1) bulk_prefetch<kToHost>(a, k);
-                }
-            }
-        }
-        const V* src[G];
-        V* dst[G];
-        bool have[G];
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            have[g] = c + g < c1;
-            char* gp;
-            char* hp;
-            chunk_ptrs(a, have[g] ? c + g : c, &gp, &hp);
-            src[g] = reinterpret_cast<const V*>(kToHost ? gp : hp);
-            dst[g] = reinterpret_cast<V*>(kToHost ? hp : gp);
-        }
-        for (std::uint32_t v = threadIdx.x; v < a.chunk_vecs; v += step) {
-            V r[G][kUnroll];
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-#pragma unroll
-                for (int u = 0; u < kUnroll; ++u) {
-                    const std::uint32_t idx = v + u * blockDim.x;
-                    if (have[g] && idx < a.chunk_vecs) {
-                        r[g][u] = load_stream<kPrefetch>(src[g] + idx);
-                    }
-                }
-            }
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-#pragma unroll
-                for (int u = 0; u < kUnroll; ++u) {
-                    const std::uint32_t idx = v + u * blockDim.x;
-                    if (have[g] && idx < a.chunk_vecs) {
-                        store_stream(dst[g] + idx, r[g][u]);
-                    }
-                }
-            }
-        }
-    }
-}
-
-template <typename V, bool kToHost, int kPf>
-cudaError_t launch_g(const CopyArgs& a, unsigned grid, unsigned threads, unsigned g,
-                     cudaStream_t stream) {
-    switch (g) {
-        case 1: kv_copy_kernel<V, kToHost, 1, kPf><<<grid, threads, 0, stream>>>(a); break;
-        case 2: kv_copy_kernel<V, kToHost, 2, kPf><<<grid, threads, 0, stream>>>(a); break;
-        default: kv_copy_kernel<V, kToHost, 4, kPf><<<grid, threads, 0, stream>>>(a); break;
-    }
-    return cudaGetLastError();
-}
-
-template <typename V, bool kToHost>
-cudaError_t launch_p(const CopyArgs& a, unsigned grid, unsigned threads, unsigned g,
-                     unsigned prefetch, cudaStream_t stream) {
-    if constexpr (sizeof(V) == 16) {
-        if (prefetch == kBulkPrefetch) {
-            return launch_g<V, kToHost, kBulkPrefetch>(a, grid, threads, g, stream);
-        }
-        if (prefetch == 256) return launch_g<V, kToHost, 256>(a, grid, threads, g, stream);
-        if (prefetch == 128) return launch_g<V, kToHost, 128>(a, grid, threads, g, stream);
-    }
-    return launch_g<V, kToHost, 0>(a, grid, threads, g, stream);
-}
-
-template <typename V>
-cudaError_t launch_v(const CopyArgs& a, bool to_host, unsigned grid, unsigned threads,
-                     unsigned g, unsigned prefetch, cudaStream_t stream) {
-    return to_host ? launch_p<V, true>(a, grid, threads, g, prefetch, stream)
-                   : launch_p<V, false>(a, grid, threads, g, prefetch, stream);
 }
 
 // ---- pools of per-job resources ------------------------------------------------------------
@@ -331,13 +151,8 @@ struct KVTransfer::Impl {
     }
 
     cudaError_t launch(const CopyArgs& a, bool to_host, unsigned grid, cudaStream_t s) const {
-        const unsigned g = opt.chunks_per_iter;
-        const unsigned pf = opt.l2_prefetch;
-        switch (vec_size) {
-            case 16: return launch_v<uint4>(a, to_host, grid, opt.threads, g, pf, s);
-            case 4: return launch_v<unsigned int>(a, to_host, grid, opt.threads, g, pf, s);
-            default: return launch_v<unsigned char>(a, to_host, grid, opt.threads, g, pf, s);
-        }
+        return launch_kv_copy(a, to_host, vec_size, grid, opt.threads, opt.chunks_per_iter,
+                              opt.l2_prefetch, s);
     }
 
     // Launch arguments for blocks [offset, offset + n) of a job of `total` blocks, whose
@@ -809,58 +624,5 @@ bool KVTransfer::batch_copies() const { return impl_->batch.load(); }
 int KVTransfer::sm_count() const { return impl_->sms; }
 
 const KVTransferOptions& KVTransfer::options() const { return impl_->opt; }
-
-// ---- the contiguous reference ----------------------------------------------------------------
-std::vector<double> time_contiguous_copies(int device, const std::vector<std::uintptr_t>& dsts,
-                                           const std::vector<std::uintptr_t>& srcs,
-                                           const std::vector<std::uint64_t>& sizes,
-                                           int repeats) {
-    if (dsts.size() != srcs.size() || dsts.size() != sizes.size() || dsts.empty()) {
-        throw std::invalid_argument("dsts, srcs and sizes must have the same, non-zero length");
-    }
-    check(cudaSetDevice(device), "cudaSetDevice");
-    const std::size_t k = dsts.size();
-    std::vector<cudaStream_t> streams(k, nullptr);
-    std::vector<cudaEvent_t> ends(k, nullptr);
-    cudaEvent_t start = nullptr;
-    cudaEvent_t stop = nullptr;
-    std::vector<double> out;
-    cudaError_t err = cudaSuccess;
-    auto step = [&](cudaError_t e) {
-        if (err == cudaSuccess) err = e;
-        return err == cudaSuccess;
-    };
-    for (std::size_t i = 0; i < k && err == cudaSuccess; ++i) {
-        step(cudaStreamCreateWithFlags(&streams[i], cudaStreamNonBlocking));
-        step(cudaEventCreateWithFlags(&ends[i], cudaEventDisableTiming));
-    }
-    step(cudaEventCreate(&start));
-    step(cudaEventCreate(&stop));
-    for (int r = -1; r < repeats && err == cudaSuccess; ++r) {  // round -1: warm-up
-        step(cudaEventRecord(start, streams[0]));
-        for (std::size_t i = 0; i < k; ++i) {
-            if (i > 0) step(cudaStreamWaitEvent(streams[i], start, 0));
-            step(cudaMemcpyAsync(reinterpret_cast<void*>(dsts[i]),
-                                 reinterpret_cast<const void*>(srcs[i]), sizes[i],
-                                 cudaMemcpyDefault, streams[i]));
-            step(cudaEventRecord(ends[i], streams[i]));
-            step(cudaStreamWaitEvent(streams[0], ends[i], 0));
-        }
-        step(cudaEventRecord(stop, streams[0]));
-        if (step(cudaEventSynchronize(stop))) {
-            float ms = 0.0f;
-            step(cudaEventElapsedTime(&ms, start, stop));
-            if (r >= 0) out.push_back(ms * 1e-3);
-        }
-    }
-    for (std::size_t i = 0; i < k; ++i) {
-        if (streams[i] != nullptr) cudaStreamDestroy(streams[i]);
-        if (ends[i] != nullptr) cudaEventDestroy(ends[i]);
-    }
-    if (start != nullptr) cudaEventDestroy(start);
-    if (stop != nullptr) cudaEventDestroy(stop);
-    check(err, "contiguous copy");
-    return out;
-}
 
 }  // namespace flexkv::cuda
