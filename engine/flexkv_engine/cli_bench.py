@@ -66,7 +66,7 @@ def bench_ssd(
     Writes --size bytes in --io-size blocks through our backend, reads them back
     (O_DIRECT), then runs fio --rw=read and --rw=write on the same file. GB/s = 1e9 B/s.
     """
-    from .bench.ssd import SsdBenchError, run_ssd_bench
+    from .probes.ssd import SsdBenchError, run_ssd_bench
     from .storage.ssd_files import SsdFilesError
 
     try:
@@ -99,8 +99,8 @@ def bench_ssd(
         click.echo(f"  note: {result['note']}")
 
 
-from .bench.gpu import gpu_command  # noqa: E402  (torch is imported only when it runs)
-from .bench.remote import remote_command  # noqa: E402
+from .probes.gpu import gpu_command  # noqa: E402  (torch is imported only when it runs)
+from .probes.remote import remote_command  # noqa: E402
 
 bench.add_command(gpu_command)
 bench.add_command(remote_command)

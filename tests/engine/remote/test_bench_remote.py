@@ -1,4 +1,4 @@
-"""``flexkv-run bench remote`` (``flexkv_engine.bench.remote``) on small sizes."""
+"""``flexkv-run bench remote`` (``flexkv_engine.probes.remote``) on small sizes."""
 
 from __future__ import annotations
 

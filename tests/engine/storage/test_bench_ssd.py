@@ -1,4 +1,4 @@
-"""``flexkv-run bench ssd`` (``flexkv_engine.bench.ssd``) on small sizes."""
+"""``flexkv-run bench ssd`` (``flexkv_engine.probes.ssd``) on small sizes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flexkv_engine.bench.ssd import SsdBenchError, run_ssd_bench
+from flexkv_engine.probes.ssd import SsdBenchError, run_ssd_bench
 from flexkv_engine.cli import main
 from flexkv_engine.storage import filesystem_type
 

@@ -1,1 +1,0 @@
-"""Benchmarks of the engine's data plane on this machine (``flexkv-run bench ...``)."""
