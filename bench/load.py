@@ -14,6 +14,8 @@
    latency and TTFT percentiles, queueing per path, throughput, and the requests whose
    hits differ with the reason; and the throughput knee, the request rate at which GET
    p90 doubles from the lightest load, measured against predicted.
+5. Predict each H run once more with the profile less its ``interpreter`` section (the
+   engine's host CPU model, calibrate/host.py): the same errors without it, side by side.
 
 The prefill compute model is the Llama-3-8B prefill measured on an H100 (bench/RESULTS.md,
 "Prefill compute profile"), emulated by the engine as a timed wait. With ``--device cpu``
@@ -96,6 +98,18 @@ def validate(run: Path, profile: Path, out: Path) -> dict[str, Any]:
                          str(profile), "--json", "--out", str(out)))
 
 
+def without_section(profile: Path, section: str, out: Path) -> Path:
+    """A copy of the YAML profile ``profile`` without its top-level ``section``."""
+    kept, skipping = [], False
+    for line in profile.read_text().splitlines(keepends=True):
+        if not line[:1].isspace():
+            skipping = line.split(":", 1)[0].strip() == section
+        if not skipping:
+            kept.append(line)
+    out.write_text("".join(kept))
+    return out
+
+
 def knee(rates: list[float], p90: list[float]) -> float | None:
     """The rate at which ``p90`` first reaches twice its value at the lowest rate,
     interpolated linearly between the two recorded rates around it."""
@@ -146,12 +160,15 @@ def main() -> None:
                    for s in sorted(float(x) for x in args.calibration_speeds.split(","))]
     profile = out / "fitted.yaml"
     fit = sh("flexkv-sim", "calibrate", *(str(r["dir"]) for r in calibration), "-o", str(profile))
+    plain = without_section(profile, "interpreter", out / "fitted-no-interpreter.yaml")
     rows, runs = [], {}
     for s in speeds:
         name = f"H-{s:g}x"
         runs[name] = run = record(out, name, out / "H.jsonl", config_b, s, ssd, args.device)
         report = validate(run["dir"], profile, out / f"validation-{name}")
         rows.append(held_out_row(name, s, s * args.rate, report))
+        ablation = validate(run["dir"], plain, out / f"validation-{name}-no-interpreter")
+        rows[-1]["without_interpreter"] = held_out_row(name, s, s * args.rate, ablation)
     again = record(out, "H-again", out / "H.jsonl", config_b, args.noise_speed, ssd,
                    args.device)
     first = runs[f"H-{args.noise_speed:g}x"]["summary"]["latency"]
@@ -164,10 +181,13 @@ def main() -> None:
     rates = [r["rate"] for r in rows]
     knee_m, knee_p = knee(rates, measured_p90), knee(rates, predicted_p90)
     knee_err = abs(knee_p - knee_m) / knee_m if knee_m and knee_p else None
+    knee_plain = knee(rates, [r["without_interpreter"]["latency"]["get_s"]["p90"]["predicted"]
+                              for r in rows])
     result = {
         "out": str(out), "fit": fit, "held_out": rows, "noise_floor": noise,
         "knee": {"measured_rate": knee_m, "predicted_rate": knee_p, "rel_err": knee_err,
-                 "met": knee_err is not None and knee_err <= KNEE_TARGET},
+                 "met": knee_err is not None and knee_err <= KNEE_TARGET,
+                 "predicted_rate_without_interpreter": knee_plain},
         "runs": {n: {k: v for k, v in r.items() if k not in ("dir", "summary")}
                  for n, r in {**{r["dir"].name: r for r in calibration}, **runs,
                               "H-again": again}.items()},
@@ -184,10 +204,15 @@ def main() -> None:
               f"{r['ttft_p50_rel_err']:6.1%} {r['ttft_p90_rel_err']:6.1%}  "
               f"{r['hit_differences']['share']:6.1%}  {r['order_check']['agree']:.3f}  "
               f"{'yes' if r['met'] else 'NO'}")
+        w = r["without_interpreter"]
+        print(f"  without interpreter: {w['hit_rate_abs_err']:.4f}  "
+              f"{w['get_latency_p50_rel_err']:6.1%} {w['get_latency_p90_rel_err']:6.1%}  "
+              f"{w['ttft_p50_rel_err']:6.1%} {w['ttft_p90_rel_err']:6.1%}  "
+              f"{'yes' if w['met'] else 'NO'}")
     print("noise floor (same run twice):",
           ", ".join(f"{k} {v:.1%}" for k, v in noise.items()))
     print(f"knee (GET p90 doubles): measured {knee_m} req/s, predicted {knee_p} req/s, "
-          f"error {knee_err}")
+          f"error {knee_err}; without interpreter: predicted {knee_plain} req/s")
     print(f"results in {out / 'load.json'}")
 
 
