@@ -1,9 +1,12 @@
-"""Block keys: per-block time of the native path (csrc/keys) against core/keys.py's own.
+"""Block keys: per-block time of the native paths (csrc/keys) against core/keys.py's own.
 
 Hashes random token sequences (``--tokens`` tokens each, vocabulary of 128,000) at each
-``--blocks`` size with both implementations in the same run, and checks that they give
-the same keys. The native path is timed on a list of ints (what callers pass today) and
-on a numpy int64 array (read in place). Prints a JSON report.
+``--blocks`` size with every implementation in the same run, and checks that they give
+the same keys. The native one-sequence call is timed on a list of ints and on a numpy
+int64 array (read in place); the batched call (``block_keys_many``: all ``--sequences``
+in one call, hashed side by side, one per SIMD lane) on lists and on arrays with the
+fastest code this CPU runs, and on arrays with each other implementation it can be asked
+for. Prints a JSON report.
 
     python bench/block_keys.py [--tokens 12000] [--sequences 20] [--blocks 16 512] [--repeat 5]
 """
@@ -38,6 +41,16 @@ def native(seq, tpb: int) -> list[int]:
     return _native.block_keys(seq, tpb, b"")
 
 
+def best_batch_seconds(seqs: list, tpb: int, repeat: int, implementation: str | None) -> float:
+    """Best time of ``repeat`` calls of ``block_keys_many`` on every sequence at once."""
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        _native.block_keys_many(seqs, tpb, b"", implementation=implementation)
+        runs.append(time.perf_counter() - start)
+    return min(runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=12000, help="tokens per sequence")
@@ -54,29 +67,45 @@ def main() -> None:
         "machine": platform.machine(),
         "tokens_per_sequence": args.tokens,
         "sequences": args.sequences,
+        "batch_implementation": _native.block_keys_implementation(),
         "runs": [],
     }
     runs: list[dict[str, object]] = []
+    best = _native.block_keys_implementation()
     for tpb in args.blocks:
         blocks = args.sequences * num_blocks(args.tokens, tpb)
         for seq, arr in zip(lists, arrays, strict=True):
             want = python_block_keys(seq, tpb)
             assert _native.block_keys(seq, tpb, b"") == want
             assert _native.block_keys(arr, tpb, b"") == want
+        wants = [python_block_keys(seq, tpb) for seq in lists]
+        others = [n for n in _native.block_keys_implementations() if n != best]
+        for impl in [None, *others]:
+            assert _native.block_keys_many(arrays, tpb, b"", implementation=impl) == wants
+        assert _native.block_keys_many(lists, tpb, b"") == wants
         py = best_seconds(python_block_keys, lists, tpb, args.repeat)
         nat_list = best_seconds(native, lists, tpb, args.repeat)
         nat_arr = best_seconds(native, arrays, tpb, args.repeat)
-        runs.append(
-            {
-                "tokens_per_block": tpb,
-                "blocks": blocks,
-                "python_us_per_block": round(py / blocks * 1e6, 3),
-                "native_list_us_per_block": round(nat_list / blocks * 1e6, 3),
-                "native_numpy_us_per_block": round(nat_arr / blocks * 1e6, 3),
-                "speedup_list": round(py / nat_list, 2),
-                "speedup_numpy": round(py / nat_arr, 2),
-            }
-        )
+        batch_list = best_batch_seconds(lists, tpb, args.repeat, None)
+        batch_arr = best_batch_seconds(arrays, tpb, args.repeat, None)
+        run: dict[str, object] = {
+            "tokens_per_block": tpb,
+            "blocks": blocks,
+            "python_us_per_block": round(py / blocks * 1e6, 3),
+            "native_list_us_per_block": round(nat_list / blocks * 1e6, 3),
+            "native_numpy_us_per_block": round(nat_arr / blocks * 1e6, 3),
+            f"batch_{best}_list_us_per_block": round(batch_list / blocks * 1e6, 3),
+            f"batch_{best}_numpy_us_per_block": round(batch_arr / blocks * 1e6, 3),
+            "speedup_list": round(py / nat_list, 2),
+            "speedup_numpy": round(py / nat_arr, 2),
+            f"speedup_batch_{best}_list": round(py / batch_list, 2),
+            f"speedup_batch_{best}_numpy": round(py / batch_arr, 2),
+        }
+        for impl in others:
+            sec = best_batch_seconds(arrays, tpb, args.repeat, impl)
+            run[f"batch_{impl}_numpy_us_per_block"] = round(sec / blocks * 1e6, 3)
+            run[f"speedup_batch_{impl}_numpy"] = round(py / sec, 2)
+        runs.append(run)
     report["runs"] = runs
     print(json.dumps(report, indent=2))
 

@@ -1,4 +1,5 @@
-// Python bindings of the block keys: `_native.block_keys`, `_native.block_keys_le64` and
+// Python bindings of the block keys: `_native.block_keys`, `_native.block_keys_le64`,
+// `_native.block_keys_many` (many sequences in one call, hashed side by side) and
 // `_native.namespace_root`, the native path of flexkv_engine.core.keys.
 //
 // Tokens cross without a Python object per token where they can: a list or tuple is read
@@ -11,10 +12,12 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <type_traits>
 #include <vector>
 
 #include "keys/block_keys.h"
+#include "keys/block_keys_lanes.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -24,6 +27,8 @@ namespace {
 
 // Hashing runs without the GIL from this many blocks on (about 20 us of work).
 constexpr std::size_t kReleaseGilBlocks = 64;
+// block_keys_many keeps up to this much scratch memory per thread between calls.
+constexpr std::size_t kKeepScratchBytes = std::size_t{64} << 20;
 
 class BufferView {
 public:
@@ -51,7 +56,8 @@ bool host_is_little_endian() noexcept {
 template <typename T>
 void widen(const void* data, std::size_t n, std::vector<std::int64_t>& out) {
     const auto* p = static_cast<const unsigned char*>(data);
-    out.resize(n);
+    const std::size_t base = out.size();
+    out.resize(base + n);
     for (std::size_t i = 0; i < n; ++i) {
         T v;
         std::memcpy(&v, p + i * sizeof(T), sizeof(T));
@@ -60,11 +66,11 @@ void widen(const void* data, std::size_t n, std::vector<std::int64_t>& out) {
                 throw nb::value_error("a token is out of the int64 range");
             }
         }
-        out[i] = static_cast<std::int64_t>(v);
+        out[base + i] = static_cast<std::int64_t>(v);
     }
 }
 
-// Tokens of a one-dimensional integer buffer in native byte order.
+// Tokens of a one-dimensional integer buffer in native byte order, appended to `out`.
 void tokens_of_buffer(nb::handle obj, std::vector<std::int64_t>& out) {
     BufferView buf(obj, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS);
     const Py_buffer& v = buf.view();
@@ -99,17 +105,49 @@ void tokens_of_buffer(nb::handle obj, std::vector<std::int64_t>& out) {
     }
 }
 
-// Tokens of a list or tuple of ints (anything with __index__, as struct.pack takes).
+// Tokens of a list or tuple of ints (anything with __index__, as struct.pack takes),
+// appended to `out`.
 void tokens_of_sequence(nb::handle obj, std::vector<std::int64_t>& out) {
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(obj.ptr());
     PyObject** items = PySequence_Fast_ITEMS(obj.ptr());
-    out.resize(static_cast<std::size_t>(n));
+    const std::size_t base = out.size();
+    out.resize(base + static_cast<std::size_t>(n));
     for (Py_ssize_t i = 0; i < n; ++i) {
         const long long t = PyLong_AsLongLong(items[i]);
         if (t == -1 && PyErr_Occurred()) {
             throw nb::python_error();
         }
-        out[static_cast<std::size_t>(i)] = t;
+        out[base + static_cast<std::size_t>(i)] = t;
+    }
+}
+
+// Tokens of what block_keys() takes, appended to `out`.
+void tokens_of(nb::handle tokens, std::vector<std::int64_t>& out) {
+    if (PyList_Check(tokens.ptr()) || PyTuple_Check(tokens.ptr())) {
+        tokens_of_sequence(tokens, out);
+    } else if (PyObject_CheckBuffer(tokens.ptr())) {
+        tokens_of_buffer(tokens, out);
+    } else {
+        throw nb::type_error("tokens: a list, a tuple or an integer buffer is needed");
+    }
+}
+
+// Tokens packed as little-endian int64 bytes (struct '<q'), appended to `out`.
+void tokens_of_le64(nb::handle data, std::vector<std::int64_t>& out) {
+    BufferView buf(data, PyBUF_SIMPLE);
+    const auto size = static_cast<std::size_t>(buf.view().len);
+    if (size % 8 != 0) {
+        throw nb::value_error("data: a whole number of 8-byte tokens is needed");
+    }
+    const std::size_t base = out.size();
+    out.resize(base + size / 8);
+    const auto* p = static_cast<const unsigned char*>(buf.view().buf);
+    for (std::size_t i = 0; i < size / 8; ++i) {
+        std::uint64_t v = 0;
+        for (int b = 7; b >= 0; --b) {
+            v = (v << 8) | p[8 * i + static_cast<std::size_t>(b)];
+        }
+        out[base + i] = static_cast<std::int64_t>(v);
     }
 }
 
@@ -131,6 +169,20 @@ void root_of(nb::handle ns, unsigned char root[kKeyBytes]) {
     namespace_root(root, buf.view().buf, static_cast<std::size_t>(buf.view().len));
 }
 
+// A list of the `n` keys at `keys`, as ints.
+nb::list key_list(const unsigned char* keys, std::size_t n) {
+    PyObject* out = PyList_New(static_cast<Py_ssize_t>(n));
+    if (out == nullptr) {
+        throw nb::python_error();
+    }
+    nb::list result = nb::steal<nb::list>(out);
+    for (std::size_t i = 0; i < n; ++i) {
+        PyList_SET_ITEM(out, static_cast<Py_ssize_t>(i),
+                        key_to_int(keys + i * kKeyBytes).release().ptr());
+    }
+    return result;
+}
+
 nb::list keys_of(const std::vector<std::int64_t>& tokens, std::size_t tokens_per_block,
                  nb::handle ns) {
     if (tokens_per_block < 1) {
@@ -146,46 +198,137 @@ nb::list keys_of(const std::vector<std::int64_t>& tokens, std::size_t tokens_per
     } else {
         chain_keys(tokens.data(), tokens.size(), tokens_per_block, root, keys.data());
     }
-    PyObject* out = PyList_New(static_cast<Py_ssize_t>(n));
-    if (out == nullptr) {
-        throw nb::python_error();
-    }
-    nb::list result = nb::steal<nb::list>(out);
-    for (std::size_t i = 0; i < n; ++i) {
-        PyList_SET_ITEM(out, static_cast<Py_ssize_t>(i),
-                        key_to_int(keys.data() + i * kKeyBytes).release().ptr());
-    }
-    return result;
+    return key_list(keys.data(), n);
 }
 
 nb::list block_keys(nb::handle tokens, std::size_t tokens_per_block, nb::handle ns) {
     std::vector<std::int64_t> values;
-    if (PyList_Check(tokens.ptr()) || PyTuple_Check(tokens.ptr())) {
-        tokens_of_sequence(tokens, values);
-    } else if (PyObject_CheckBuffer(tokens.ptr())) {
-        tokens_of_buffer(tokens, values);
-    } else {
-        throw nb::type_error("tokens: a list, a tuple or an integer buffer is needed");
-    }
+    tokens_of(tokens, values);
     return keys_of(values, tokens_per_block, ns);
 }
 
 nb::list block_keys_le64(nb::handle data, std::size_t tokens_per_block, nb::handle ns) {
-    BufferView buf(data, PyBUF_SIMPLE);
-    const auto size = static_cast<std::size_t>(buf.view().len);
-    if (size % 8 != 0) {
-        throw nb::value_error("data: a whole number of 8-byte tokens is needed");
-    }
-    std::vector<std::int64_t> values(size / 8);
-    const auto* p = static_cast<const unsigned char*>(buf.view().buf);
-    for (std::size_t i = 0; i < values.size(); ++i) {
-        std::uint64_t v = 0;
-        for (int b = 7; b >= 0; --b) {
-            v = (v << 8) | p[8 * i + static_cast<std::size_t>(b)];
-        }
-        values[i] = static_cast<std::int64_t>(v);
-    }
+    std::vector<std::int64_t> values;
+    tokens_of_le64(data, values);
     return keys_of(values, tokens_per_block, ns);
+}
+
+constexpr LanesCode kCodes[] = {LanesCode::avx512, LanesCode::avx2, LanesCode::portable,
+                                LanesCode::serial};
+
+LanesCode code_named(nb::handle name) {
+    if (name.is_none()) {
+        return LanesCode::best;
+    }
+    const char* wanted = nb::cast<const char*>(name);
+    std::string known;
+    for (const LanesCode code : kCodes) {
+        if (std::strcmp(wanted, lanes_code_name(code)) == 0) {
+            if (!lanes_code_supported(code)) {
+                throw nb::value_error(
+                    ("implementation '" + std::string(wanted) + "' does not run here").c_str());
+            }
+            return code;
+        }
+        known += known.empty() ? "" : ", ";
+        known += lanes_code_name(code);
+    }
+    throw nb::value_error(("unknown implementation '" + std::string(wanted) +
+                           "'; choose from: " + known)
+                              .c_str());
+}
+
+// Keys of every sequence of `seqs` in one call, the sequences hashed side by side
+// (block_keys_lanes.h). `ns`: one namespace for all, or a list or tuple of one each.
+nb::list block_keys_many(nb::handle seqs, std::size_t tokens_per_block, nb::handle ns,
+                         bool le64, nb::handle implementation) {
+    if (tokens_per_block < 1) {
+        throw nb::value_error("tokens_per_block must be >= 1");
+    }
+    const LanesCode code = code_named(implementation);
+    nb::object items = nb::steal(PySequence_Fast(seqs.ptr(), "sequences: a sequence is needed"));
+    if (!items.is_valid()) {
+        throw nb::python_error();
+    }
+    const auto count = static_cast<std::size_t>(PySequence_Fast_GET_SIZE(items.ptr()));
+    PyObject** seq_items = PySequence_Fast_ITEMS(items.ptr());
+    // Roots: one for all, or one per sequence.
+    const bool one_ns = !(PyList_Check(ns.ptr()) || PyTuple_Check(ns.ptr()));
+    std::vector<unsigned char> roots(one_ns ? kKeyBytes : count * kKeyBytes);
+    if (one_ns) {
+        root_of(ns, roots.data());
+    } else {
+        if (static_cast<std::size_t>(PySequence_Fast_GET_SIZE(ns.ptr())) != count) {
+            throw nb::value_error("namespace: one per sequence is needed");
+        }
+        PyObject** ns_items = PySequence_Fast_ITEMS(ns.ptr());
+        for (std::size_t i = 0; i < count; ++i) {
+            root_of(ns_items[i], roots.data() + i * kKeyBytes);
+        }
+    }
+    // Every sequence's tokens in one array, every key in another. Both are kept per
+    // thread between calls: a batch of requests is megabytes, which the allocator maps
+    // fresh (and the kernel faults in page by page) on every call otherwise, a cost
+    // near that of the hashing itself. More than kKeepScratchBytes is given back. A call
+    // made from inside this one (an __index__ or a finalizer running Python) uses its own.
+    thread_local std::vector<std::int64_t> kept_tokens;
+    thread_local std::vector<unsigned char> kept_keys;
+    thread_local bool kept_in_use = false;
+    std::vector<std::int64_t> own_tokens;
+    std::vector<unsigned char> own_keys;
+    const bool reuse = !kept_in_use;
+    std::vector<std::int64_t>& tokens = reuse ? kept_tokens : own_tokens;
+    std::vector<unsigned char>& keys = reuse ? kept_keys : own_keys;
+    struct InUse {
+        bool& flag;
+        bool was;
+        ~InUse() { flag = was; }
+    } in_use{kept_in_use, kept_in_use};
+    kept_in_use = true;
+    tokens.clear();
+    std::vector<std::size_t> starts(count + 1, 0);
+    std::vector<std::size_t> first_key(count + 1, 0);
+    for (std::size_t i = 0; i < count; ++i) {
+        if (le64) {
+            tokens_of_le64(seq_items[i], tokens);
+        } else {
+            tokens_of(seq_items[i], tokens);
+        }
+        starts[i + 1] = tokens.size();
+        first_key[i + 1] = first_key[i] + num_blocks(starts[i + 1] - starts[i], tokens_per_block);
+    }
+    keys.resize(first_key[count] * kKeyBytes);
+    std::vector<Sequence> batch(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        batch[i] = {tokens.data() + starts[i], starts[i + 1] - starts[i],
+                    roots.data() + (one_ns ? 0 : i * kKeyBytes),
+                    keys.data() + first_key[i] * kKeyBytes};
+    }
+    if (first_key[count] >= kReleaseGilBlocks) {
+        nb::gil_scoped_release unlocked;
+        chain_keys_lanes(batch.data(), count, tokens_per_block, code);
+    } else {
+        chain_keys_lanes(batch.data(), count, tokens_per_block, code);
+    }
+    PyObject* out = PyList_New(static_cast<Py_ssize_t>(count));
+    if (out == nullptr) {
+        throw nb::python_error();
+    }
+    nb::list result = nb::steal<nb::list>(out);
+    for (std::size_t i = 0; i < count; ++i) {
+        PyList_SET_ITEM(out, static_cast<Py_ssize_t>(i),
+                        key_list(keys.data() + first_key[i] * kKeyBytes,
+                                 first_key[i + 1] - first_key[i])
+                            .release()
+                            .ptr());
+    }
+    if (tokens.capacity() * sizeof(std::int64_t) > kKeepScratchBytes) {
+        std::vector<std::int64_t>().swap(tokens);
+    }
+    if (keys.capacity() > kKeepScratchBytes) {
+        std::vector<unsigned char>().swap(keys);
+    }
+    return result;
 }
 
 }  // namespace
@@ -204,6 +347,33 @@ void bind_keys(nb::module_& m) {
           nb::sig("def block_keys_le64(data: collections.abc.Buffer, tokens_per_block: int, "
                   "namespace: collections.abc.Buffer) -> list[int]"),
           "block_keys() of tokens packed as little-endian int64 bytes (struct '<q').");
+    m.def("block_keys_many", &block_keys_many, "sequences"_a, "tokens_per_block"_a,
+          "namespace"_a, nb::kw_only(), "le64"_a = false, "implementation"_a = nb::none(),
+          nb::sig("def block_keys_many(sequences: collections.abc.Sequence[object], "
+                  "tokens_per_block: int, namespace: collections.abc.Buffer | "
+                  "collections.abc.Sequence[collections.abc.Buffer], *, le64: bool = False, "
+                  "implementation: str | None = None) -> list[list[int]]"),
+          "block_keys() of every sequence, in one call: a list of key lists in the order of "
+          "`sequences`. Sequences are hashed side by side, one per SIMD lane. `namespace`: "
+          "bytes for all, or a list or tuple of bytes, one per sequence. `le64`: every "
+          "sequence is packed little-endian int64 bytes (as block_keys_le64 takes). "
+          "`implementation`: None for the fastest on this CPU (block_keys_implementation()), "
+          "or one of block_keys_implementations() (all give the same keys).");
+    m.def(
+        "block_keys_implementation", [] { return lanes_implementation(); },
+        "The code block_keys_many() runs on this CPU: 'avx512', 'avx2' or 'serial'.");
+    m.def(
+        "block_keys_implementations",
+        [] {
+            nb::list names;
+            for (const LanesCode code : kCodes) {
+                if (lanes_code_supported(code)) {
+                    names.append(lanes_code_name(code));
+                }
+            }
+            return names;
+        },
+        "The implementations block_keys_many() can be asked for on this CPU.");
     m.def(
         "namespace_root",
         [](nb::handle ns) {

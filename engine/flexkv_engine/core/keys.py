@@ -14,8 +14,10 @@ The last block may be partial; it gets a key like any other (traces count it as 
 the native module is built, and here otherwise; both give the same keys (a parity test
 checks them). Where the native path refuses its input (a token out of the int64 range,
 a value that is not an integer) this module's own path runs, so errors are the same too.
-The native module is looked up at the first call, not at import: importing the core
-loads nothing compiled.
+:func:`block_keys_batch` gives the keys of many sequences in one call: the native path
+hashes them side by side, one sequence per SIMD lane, which is where most of its speed
+comes from (one sequence alone is a serial chain of hashes). The native module is looked
+up at the first call, not at import: importing the core loads nothing compiled.
 """
 
 from __future__ import annotations
@@ -36,20 +38,35 @@ def namespace_root(namespace: str | bytes | None = None) -> int:
 
 
 NativeBlockKeys = Callable[[object, int, bytes], list[int]]
+NativeBlockKeysMany = Callable[[Sequence[object], int, object], list[list[int]]]
 _native_keys: list[NativeBlockKeys | None] = []  # filled at the first call
+_native_keys_many: list[NativeBlockKeysMany | None] = []  # likewise
+
+
+def _native_function(name: str) -> Callable[..., object] | None:
+    try:
+        from .. import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(_native, name, None)
 
 
 def native_block_keys() -> NativeBlockKeys | None:
     """``_native.block_keys`` when the native module is built with it, else None."""
     if not _native_keys:
-        try:
-            from .. import _native  # type: ignore[attr-defined]
-
-            found: NativeBlockKeys | None = getattr(_native, "block_keys", None)
-        except ImportError:
-            found = None
-        _native_keys.append(found)
+        _native_keys.append(_native_function("block_keys"))  # type: ignore[arg-type]
     return _native_keys[0]
+
+
+def native_block_keys_many() -> NativeBlockKeysMany | None:
+    """``_native.block_keys_many`` when the native module is built with it, else None."""
+    if not _native_keys_many:
+        _native_keys_many.append(_native_function("block_keys_many"))  # type: ignore[arg-type]
+    return _native_keys_many[0]
+
+
+def _ns_bytes(namespace: str | bytes | None) -> bytes:
+    return namespace.encode() if isinstance(namespace, str) else (namespace or b"")
 
 
 def block_keys(
@@ -64,12 +81,69 @@ def block_keys(
         raise ValueError(f"tokens_per_block must be >= 1, got {tokens_per_block}")
     native = native_block_keys()
     if native is not None:
-        ns = namespace.encode() if isinstance(namespace, str) else (namespace or b"")
         try:
-            return native(tokens, tokens_per_block, ns)
+            return native(tokens, tokens_per_block, _ns_bytes(namespace))
         except (OverflowError, TypeError, ValueError):
             pass  # python_block_keys raises the error of record
     return python_block_keys(tokens, tokens_per_block, namespace)
+
+
+Namespace = str | bytes | None
+
+
+def block_keys_batch(
+    seqs: Sequence[Sequence[int]],
+    tokens_per_block: int,
+    namespace: Namespace | Sequence[Namespace] = None,
+) -> list[list[int]]:
+    """``[block_keys(s, tokens_per_block, namespace) for s in seqs]``, in one call.
+
+    ``namespace``: one for every sequence, or a list or tuple holding one per sequence.
+    Sequences may be of any kind :func:`block_keys` takes, mixed. The native path hashes
+    the sequences side by side; where it refuses the batch, each sequence takes
+    :func:`block_keys`, so values and errors are the same as one call per sequence.
+    """
+    if tokens_per_block < 1:
+        raise ValueError(f"tokens_per_block must be >= 1, got {tokens_per_block}")
+    if not isinstance(seqs, (list, tuple)):
+        seqs = list(seqs)
+    if isinstance(namespace, (list, tuple)):
+        if len(namespace) != len(seqs):
+            raise ValueError(
+                f"{len(namespace)} namespaces for {len(seqs)} sequences; give one per sequence"
+            )
+        spaces: list[Namespace] = list(namespace)
+    else:
+        spaces = [namespace] * len(seqs)
+    native = native_block_keys_many()
+    if native is not None and seqs:
+        ns: object = (
+            [_ns_bytes(n) for n in spaces]
+            if isinstance(namespace, (list, tuple))
+            else _ns_bytes(namespace)
+        )
+        try:
+            return native(seqs, tokens_per_block, ns)
+        except (OverflowError, TypeError, ValueError):
+            pass  # block_keys takes each sequence and raises the error of record
+    return [block_keys(s, tokens_per_block, n) for s, n in zip(seqs, spaces, strict=True)]
+
+
+def python_block_keys_batch(
+    seqs: Sequence[Sequence[int]],
+    tokens_per_block: int,
+    namespace: Namespace | Sequence[Namespace] = None,
+) -> list[list[int]]:
+    """:func:`block_keys_batch` computed here, whether or not the native module is built."""
+    if isinstance(namespace, (list, tuple)):
+        if len(namespace) != len(seqs):
+            raise ValueError(
+                f"{len(namespace)} namespaces for {len(seqs)} sequences; give one per sequence"
+            )
+        return [
+            python_block_keys(s, tokens_per_block, n) for s, n in zip(seqs, namespace, strict=True)
+        ]
+    return [python_block_keys(s, tokens_per_block, namespace) for s in seqs]
 
 
 def python_block_keys(

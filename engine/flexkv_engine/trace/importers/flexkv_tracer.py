@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import Any
 
-from ...core.keys import block_keys
+from ...core.keys import block_keys_batch
 from ..errors import TraceError
 from ..fields import block_size_or, parse_object
 from ..records import GET, PUT, SCHEMA_VERSION, Record, RequestRecord, TraceHeader
@@ -38,6 +38,8 @@ EVENT_RECORD = "x-flexkv-event"
 _TOKEN_LIMIT = 2**63
 _ONLY_INT = frozenset({int})
 _MASK_TYPES = frozenset({bool, int})
+#: Requests whose keys are hashed in one call (block_keys_batch hashes them side by side).
+_KEY_BATCH = 64
 
 
 class FlexKVTracerImporter:
@@ -135,6 +137,9 @@ def _records(
 ) -> Iterator[Record]:
     start: datetime.datetime | None = None
     start_text = ""
+    # Requests wait here for their keys, up to _KEY_BATCH of them; records come out in
+    # the order of the lines all the same (anything else, or an error, flushes first).
+    pending: list[_Pending] = []
     for lineno, text in lines:
         try:
             event = _event(parse_object(text))
@@ -145,8 +150,11 @@ def _records(
             t = _seconds(now, start, stamp, start_text)
             kind, data = event["event_type"], event["data"]
             if kind == "request":
-                record: Record = _request(data, t, lineno, tokens_per_block)
-            elif kind == "config" and lineno == config_line:
+                pending.append(_request(data, t, lineno))
+                if len(pending) >= _KEY_BATCH:
+                    yield from _with_keys(pending, tokens_per_block)
+                continue
+            if kind == "config" and lineno == config_line:
                 continue  # it is the header
             else:
                 recorded = recorded_block_size(data) if kind == "config" else tokens_per_block
@@ -155,7 +163,7 @@ def _records(
                         f"this config event records tokens_per_block={recorded}, "
                         f"the trace is read at {tokens_per_block}"
                     )
-                record = {
+                record: Record = {
                     "type": EVENT_RECORD,
                     "t": t,
                     "event_type": kind,
@@ -163,11 +171,18 @@ def _records(
                     "data": {k: v for k, v in data.items() if not k.startswith("slot_mapping")},
                 }
         except TraceError as exc:
+            yield from _with_keys(pending, tokens_per_block)
             raise exc.at(path, lineno) from None
+        yield from _with_keys(pending, tokens_per_block)
         yield record
+    yield from _with_keys(pending, tokens_per_block)
 
 
-def _request(data: dict[str, Any], t: float, lineno: int, tokens_per_block: int) -> Record:
+# A request read and checked, before its keys: (op name, t, id, tokens, namespace).
+_Pending = tuple[str, float, Any, list[int], Any]
+
+
+def _request(data: dict[str, Any], t: float, lineno: int) -> _Pending:
     kind = data.get("request_type")
     name = kind.upper() if type(kind) is str else ""
     if name not in REQUEST_OPS and name not in PREFETCH_TYPES:
@@ -176,11 +191,27 @@ def _request(data: dict[str, Any], t: float, lineno: int, tokens_per_block: int)
     tokens = _token_ids(data.get("token_ids"))
     _check_mask(data.get("token_mask"), len(tokens))
     rid = _request_id(data.get("request_id"), lineno)
-    namespace = _namespace(data.get("namespace"))
-    keys = block_keys(tokens, tokens_per_block, namespace)
-    if name in PREFETCH_TYPES:
-        return {"type": PREFETCH_RECORD, "t": t, "id": rid, "tokens": len(tokens), "keys": keys}
-    return RequestRecord(t, REQUEST_OPS[name], rid, len(tokens), keys, namespace)
+    return name, t, rid, tokens, _namespace(data.get("namespace"))
+
+
+def _with_keys(pending: list[_Pending], tokens_per_block: int) -> Iterator[Record]:
+    """The records of ``pending`` (emptied), their keys hashed in one call."""
+    if not pending:
+        return
+    batch = pending[:]
+    pending.clear()
+    keys = block_keys_batch([p[3] for p in batch], tokens_per_block, [p[4] for p in batch])
+    for (name, t, rid, tokens, namespace), request_keys in zip(batch, keys, strict=True):
+        if name in PREFETCH_TYPES:
+            yield {
+                "type": PREFETCH_RECORD,
+                "t": t,
+                "id": rid,
+                "tokens": len(tokens),
+                "keys": request_keys,
+            }
+        else:
+            yield RequestRecord(t, REQUEST_OPS[name], rid, len(tokens), request_keys, namespace)
 
 
 def _token_ids(value: Any) -> list[int]:
