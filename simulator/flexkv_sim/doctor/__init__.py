@@ -6,17 +6,10 @@
     print(render_text(report))
 """
 
-from .analysis import (
-    BLOCK_LIMITS_S,
-    DOCTOR_SCHEMA_VERSION,
-    GRADES,
-    Doctor,
-    diagnose,
-    grade,
-    nice_blocks,
-    tier_memory,
-)
+from .analysis import DOCTOR_SCHEMA_VERSION, Doctor, diagnose
 from .render import effect, render_text, write_doctor_dir
+from .rules import GRADES, grade, nice_blocks, tier_memory
+from .transfer_rules import BLOCK_LIMITS_S
 
 __all__ = [
     "BLOCK_LIMITS_S",

@@ -20,71 +20,34 @@ guide's three symptoms:
 Every suggestion is replayed: its ``before`` and ``after`` are the twin's metric for the
 scenario as it is and with only that suggestion's changes (hit-rate mode for hit rates,
 timing mode for latencies).
+
+This module runs the replays and collects their figures; the findings, limits, messages
+and the changes worth replaying are the rules' (:mod:`.rules`, :mod:`.transfer_rules`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from flexkv_engine.config import Config
-from flexkv_engine.config.model import GIB
 
 from ..hardware import DEFAULT_PROFILES, HardwareProfile, load_profiles
 from ..sweep.scenario import LoadedTrace, Scenario, load_trace, point_config, prepare_point
-from .rules import (
-    CAPACITY_FACTORS,
-    EXCELLENT,
-    GOOD,
-    GRADES,
-    LOW_EVICT_RATIO,
-    block_size_rule,
-    capacity_limits,
-    cheap_findings,
-    eviction_rule,
-    grade,
-    nice_blocks,
-    tier_memory,
+from .rules import Option, cheap_findings, combined_option, hit_rate_options
+from .transfer_rules import (
+    BLOCK_LIMITS_S,
+    MAX_TIMING_RATIO,
+    copy_engine_findings,
+    other_sms_h2d,
+    slow_path_findings,
+    transfer_options,
 )
 
-__all__ = [
-    "BLOCK_LIMITS_S",
-    "CAPACITY_FACTORS",
-    "DOCTOR_SCHEMA_VERSION",
-    "EXCELLENT",
-    "GOOD",
-    "GRADES",
-    "LOW_EVICT_RATIO",
-    "PLAIN_LRU",
-    "Doctor",
-    "diagnose",
-    "grade",
-    "nice_blocks",
-    "tier_memory",
-]
+__all__ = ["DOCTOR_SCHEMA_VERSION", "PLAIN_LRU", "Doctor", "diagnose"]
 
 DOCTOR_SCHEMA_VERSION = 1
-# The guide's limits on the time to move one block, per path (seconds).
-BLOCK_LIMITS_S = {
-    "h2d": 0.010,
-    "d2h": 0.010,
-    "ssd_read": 0.050,
-    "ssd_write": 0.050,
-    "remote_read": 0.500,
-    "remote_write": 0.500,
-}
-PATH_NAMES = {
-    "h2d": "GPU<-CPU (H2D)",
-    "d2h": "GPU->CPU (D2H)",
-    "ssd_read": "CPU<-SSD",
-    "ssd_write": "CPU->SSD",
-    "remote_read": "CPU<-remote",
-    "remote_write": "CPU->remote",
-}
-# Below this gain (absolute hit rate) a change is not worth suggesting.
-MIN_GAIN = 0.01
 # The curve models plain LRU: these keys give it any scenario's tier.
 PLAIN_LRU = {
     "cache_config.eviction_policy": "lru",
@@ -128,23 +91,21 @@ class Doctor:
     def hitrate(self, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Hit-rate replay with ``changes`` (key path -> value) over the scenario's config."""
         from ..replay import replay_hitrate
+        from ..replay.run import hitrate_result
 
         key = tuple(sorted((changes or {}).items()))
         if key not in self._hitrate:
-            result = replay_hitrate(self._input(changes or {}), progress=False)
-            stats = result.planner.stats
+            inp = self._input(changes or {})
+            summary = hitrate_result(inp, replay_hitrate(inp, progress=False)).summary()
             self._hitrate[key] = {
-                "hit_rate": stats.hit_rate,
-                "hit_rate_by_tier": stats.hit_rate_by_tier(),
-                "prompt_tokens": stats.prompt_tokens,
-                "gets": stats.gets,
+                k: summary[k] for k in ("hit_rate", "hit_rate_by_tier", "prompt_tokens", "gets")
             }
         return self._hitrate[key]
 
     def timing(self, changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Timing replay: per path ops, mean time per op and per block; GET percentiles."""
-        from ..replay.timing import TIMING_COLUMNS, replay_timing
-        from ..summary import timing_section
+        from ..replay.run import timing_result
+        from ..replay.timing import replay_timing
 
         key = tuple(sorted((changes or {}).items()))
         if key in self._timing:
@@ -181,15 +142,13 @@ class Doctor:
                 else 0.0,
                 "limit_per_block_s": BLOCK_LIMITS_S.get(path),
             }
-        latency = timing_section(
-            timed.records, TIMING_COLUMNS, timed.links, timed.span_s, self.profile_names
-        )["latency"]
+        summary = timing_result(inp, timed, self.profile_names).summary()
         self._timing[key] = {
             "profiles": list(self.profile_names),
             "paths": out_paths,
-            "get_s": latency["get_s"],
-            "ttft_s": latency["ttft_s"],
-            "hit_rate": timed.planner.stats.hit_rate,
+            "get_s": summary["latency"]["get_s"],
+            "ttft_s": summary["latency"]["ttft_s"],
+            "hit_rate": summary["hit_rate"],
         }
         return self._timing[key]
 
@@ -251,32 +210,24 @@ def _config_summary(cfg: Config) -> dict[str, Any]:
     return out
 
 
-def _suggest(
-    doc: Doctor,
-    suggestions: list[dict[str, Any]],
-    sid: str,
-    changes: dict[str, Any],
-    reason: str,
-    *,
-    min_gain: float = MIN_GAIN,
-) -> dict[str, Any] | None:
-    """Replay ``changes`` in hit-rate mode; keep the suggestion if it gains enough."""
+def _suggest(doc: Doctor, suggestions: list[dict[str, Any]], option: Option) -> None:
+    """Replay ``option`` in hit-rate mode; keep it as a suggestion if it gains enough."""
     before = doc.hitrate()["hit_rate"]
-    after = doc.hitrate(changes)["hit_rate"]
-    if after - before < min_gain:
-        return None
-    item = {
-        "id": sid,
-        "changes": changes,
-        "reason": reason,
-        "metric": "hit_rate",
-        "mode": "hitrate",
-        "before": before,
-        "after": after,
-        "predicted": True,
-    }
-    suggestions.append(item)
-    return item
+    after = doc.hitrate(option.changes)["hit_rate"]
+    if after - before < option.min_gain:
+        return
+    suggestions.append(
+        {
+            "id": option.id,
+            "changes": option.changes,
+            "reason": option.reason,
+            "metric": "hit_rate",
+            "mode": "hitrate",
+            "before": before,
+            "after": after,
+            "predicted": True,
+        }
+    )
 
 
 def _hit_rate_suggestions(
@@ -284,66 +235,17 @@ def _hit_rate_suggestions(
 ) -> None:
     """Replay the changes the cheap rules point at: (ii) capacity, (iii) eviction
     settings, (iv) block size, then every hit-rate suggestion together."""
-    cfg = doc.base
-    cc = cfg.cache_config
-    reuse, capacity = report["reuse"], report["capacity"]
-    if capacity_limits(reuse, capacity):
-        cpu, need90 = capacity["cpu_blocks"], capacity["blocks_for_90pct"]
-        gib = report["memory"]["bytes_per_block"] / GIB
-        want = nice_blocks(need90)
-        if want > cpu:
-            _suggest(
-                doc,
-                suggestions,
-                "raise_cpu_blocks",
-                {"cache_config.num_cpu_blocks": want},
-                f"raise the CPU tier from {cpu} to {want} blocks (90% of the bound needs "
-                f"{need90}; {want * gib:.1f} GiB of pinned memory)",
-            )
-        if not cc.enable_ssd:
-            ssd_want = nice_blocks(max(capacity["blocks_for_max"], need90) * 1.25)
-            _suggest(
-                doc,
-                suggestions,
-                "enable_ssd",
-                {"cache_config.enable_ssd": True, "cache_config.num_ssd_blocks": ssd_want},
-                f"enable the SSD tier with {ssd_want} blocks ({ssd_want * gib:.0f} GiB): "
-                "blocks evicted from CPU are found there",
-            )
-    _, wasteful = eviction_rule(cfg)
-    if wasteful:
-        _suggest(
-            doc,
-            suggestions,
-            "eviction",
-            wasteful,
-            "evict less at once (evict_ratio <= 0.05) and only when full (threshold 1.0)",
-            min_gain=0.0,
-        )
-    recorded = doc.loaded.header.tokens_per_block
-    _, smaller = block_size_rule(cfg, recorded)
-    if smaller:
-        _suggest(
-            doc,
-            suggestions,
-            "block_size",
-            smaller,
-            f"use blocks of {recorded} tokens (the recorded size), same memory per tier",
-        )
-    if len(suggestions) > 1:
-        merged: dict[str, Any] = {}
-        for s in suggestions:
-            if s["id"] != "block_size":
-                merged.update(s["changes"])
-        if merged and len(merged) > 1:
-            _suggest(
-                doc,
-                suggestions,
-                "all_hit_rate",
-                merged,
-                "the capacity and eviction suggestions together",
-                min_gain=0.0,
-            )
+    for option in hit_rate_options(
+        doc.base,
+        doc.loaded.header.tokens_per_block,
+        report["reuse"],
+        report["capacity"],
+        report["memory"],
+    ):
+        _suggest(doc, suggestions, option)
+    combined = combined_option(suggestions)
+    if combined is not None:
+        _suggest(doc, suggestions, combined)
 
 
 def _transfer_analysis(
@@ -352,99 +254,33 @@ def _transfer_analysis(
     findings: list[dict[str, Any]],
     suggestions: list[dict[str, Any]],
 ) -> None:
-    cc = doc.base.cache_config
+    """The timing replay's paths against their limits, then each transfer option that
+    the rules name replayed in timing mode."""
+    cfg = doc.base
     base = doc.timing()
     report["transfers"] = base
-    for path, p in base["paths"].items():
-        limit = p["limit_per_block_s"]
-        if limit is None:
-            continue
-        slow = p["per_block_mean_s"] > limit
-        p["ok"] = not slow
-        if slow:
-            findings.append(
-                {
-                    "kind": "transfer",
-                    "severity": "warning",
-                    "path": path,
-                    "message": f"{PATH_NAMES.get(path, path)} takes {_ms(p['per_block_mean_s'])} "
-                    f"per block (limit {_ms(limit)})",
-                }
-            )
-    prof = doc.profile
-    for direction, _pcie in (("h2d", prof.h2d), ("d2h", prof.d2h)):
-        if getattr(cc, f"use_ce_transfer_{direction}"):
-            findings.append(
-                {
-                    "kind": "copy_engine",
-                    "severity": "info",
-                    "path": direction,
-                    "message": f"use_ce_transfer_{direction} is on: the copy engine moves the "
-                    f"blocks, so transfer_sms_{direction} no longer matters",
-                }
-            )
+    ok, slow = slow_path_findings(base["paths"])
+    for path, within in ok.items():
+        base["paths"][path]["ok"] = within
+    findings.extend(slow)
     h2d = base["paths"].get("h2d")
+    sms_check = None
+    if h2d and cfg.cache_config.use_ce_transfer_h2d:
+        alt = doc.timing({"cache_config.transfer_sms_h2d": other_sms_h2d(cfg)})
+        sms_check = (h2d["op_mean_s"], alt["paths"]["h2d"]["op_mean_s"])
+    findings.extend(copy_engine_findings(cfg, sms_check))
     if not h2d:
         return
-    if cc.use_ce_transfer_h2d:
-        # Show it: the twin's H2D time with the SM grid changed is the same.
-        other = 8 if cc.transfer_sms_h2d != 8 else 16
-        alt = doc.timing({"cache_config.transfer_sms_h2d": other})["paths"]["h2d"]["op_mean_s"]
-        for f in findings:
-            if f["kind"] == "copy_engine" and f["path"] == "h2d":
-                f["message"] += (
-                    f" (twin: H2D {_ms(h2d['op_mean_s'])} per op at transfer_sms_h2d="
-                    f"{cc.transfer_sms_h2d}, {_ms(alt)} at {other})"
-                )
-                f["sms_check"] = {
-                    "transfer_sms_h2d": [cc.transfer_sms_h2d, other],
-                    "h2d_op_mean_s": [h2d["op_mean_s"], alt],
-                }
     before = h2d["op_mean_s"]
-    options: list[tuple[str, dict[str, Any], str]] = []
-    sm_limited = [
-        d
-        for d, pcie in (("h2d", prof.h2d), ("d2h", prof.d2h))
-        if not getattr(cc, f"use_ce_transfer_{d}")
-        and getattr(cc, f"transfer_sms_{d}") * pcie.sm_bandwidth_per_sm < pcie.sm.bandwidth
-    ]
-    if sm_limited:
-        sms = {
-            d: math.ceil(getattr(prof, d).sm.bandwidth / getattr(prof, d).sm_bandwidth_per_sm)
-            for d in sm_limited
-        }
-        options.append(
-            (
-                "transfer_sms",
-                {f"cache_config.transfer_sms_{d}": n for d, n in sms.items()},
-                "the SM transfer kernel is limited by its grid: "
-                + ", ".join(
-                    f"transfer_sms_{d} {getattr(cc, f'transfer_sms_{d}')} -> {n}"
-                    for d, n in sms.items()
-                )
-                + " reaches the link",
-            )
-        )
-    if not (cc.use_ce_transfer_h2d and cc.use_ce_transfer_d2h):
-        options.append(
-            (
-                "copy_engine",
-                {
-                    "cache_config.use_ce_transfer_h2d": True,
-                    "cache_config.use_ce_transfer_d2h": True,
-                },
-                "move blocks with the copy engine (transfer_sms then no longer matters)",
-            )
-        )
-    for sid, changes, reason in options:
-        after = doc.timing(changes)["paths"].get("h2d", {}).get("op_mean_s")
-        if after is None or after > 0.95 * before:
+    for option in transfer_options(cfg, doc.profile):
+        after = doc.timing(option.changes)["paths"].get("h2d", {}).get("op_mean_s")
+        if after is None or after > MAX_TIMING_RATIO * before:
             continue
         suggestions.append(
             {
-                "id": sid,
-                "changes": changes,
-                "reason": reason,
+                "id": option.id,
+                "changes": option.changes,
+                "reason": option.reason,
                 "metric": "h2d_op_mean_s",
                 "mode": "timing",
                 "before": before,
@@ -452,11 +288,7 @@ def _transfer_analysis(
                 "predicted": True,
                 "get_p50_s": {
                     "before": base["get_s"]["p50"],
-                    "after": doc.timing(changes)["get_s"]["p50"],
+                    "after": doc.timing(option.changes)["get_s"]["p50"],
                 },
             }
         )
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f} ms"

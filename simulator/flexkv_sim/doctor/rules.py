@@ -3,7 +3,8 @@
 None of them replays anything: the hit rate comes from the replay already made, the
 curve is one pass over the trace (:func:`flexkv_sim.curve.hit_rate_curve`), the rest is
 arithmetic on the config. :func:`diagnose` runs them first and then replays each
-suggestion; a replay report (:mod:`.why`) runs them alone.
+suggestion that :func:`hit_rate_options` names; a replay report (:mod:`.why`) runs them
+alone. The rules on a timing replay's transfers are in :mod:`.transfer_rules`.
 
 A finding is ``{"kind", "severity", "message", ...}``; severities are ``warning``,
 ``info`` and ``ok``, in that order of weight.
@@ -12,9 +13,10 @@ A finding is ``{"kind", "severity", "message", ...}``; severities are ``warning`
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from flexkv_engine.config import Config
+from flexkv_engine.config.model import GIB
 
 EXCELLENT, GOOD = 0.8, 0.5
 GRADES = ("excellent", "good", "needs work")
@@ -22,6 +24,18 @@ LOW_EVICT_RATIO = 0.05
 BEST_BLOCK_TOKENS = 16
 CAPACITY_FACTORS = (1, 2, 4, 10)
 SEVERITIES = ("warning", "info", "ok")
+# Below this gain (absolute hit rate) a change is not worth suggesting.
+MIN_GAIN = 0.01
+
+
+class Option(NamedTuple):
+    """A change worth replaying: its id, the key paths it sets (key path -> value), why,
+    and (hit-rate options) the least gain that keeps it as a suggestion."""
+
+    id: str
+    changes: dict[str, Any]
+    reason: str
+    min_gain: float = MIN_GAIN
 
 
 def grade(hit_rate: float) -> str:
@@ -200,6 +214,80 @@ def block_size_rule(
         "message": f"tokens_per_block {tpb} > {BEST_BLOCK_TOKENS}: the tokens of a "
         "partly shared last block are not reused",
     }, changes
+
+
+def hit_rate_options(
+    config: Config,
+    recorded_tokens_per_block: int,
+    reuse: dict[str, Any],
+    capacity: dict[str, Any],
+    memory: dict[str, Any],
+) -> list[Option]:
+    """The changes the cheap rules point at, in the doctor's order: (ii) capacity (a CPU
+    tier for 90% of the bound, the SSD tier where it is off), (iii) eviction settings,
+    (iv) block size."""
+    cc = config.cache_config
+    options: list[Option] = []
+    if capacity_limits(reuse, capacity):
+        cpu, need90 = capacity["cpu_blocks"], capacity["blocks_for_90pct"]
+        gib = memory["bytes_per_block"] / GIB
+        want = nice_blocks(need90)
+        if want > cpu:
+            options.append(
+                Option(
+                    "raise_cpu_blocks",
+                    {"cache_config.num_cpu_blocks": want},
+                    f"raise the CPU tier from {cpu} to {want} blocks (90% of the bound needs "
+                    f"{need90}; {want * gib:.1f} GiB of pinned memory)",
+                )
+            )
+        if not cc.enable_ssd:
+            ssd_want = nice_blocks(max(capacity["blocks_for_max"], need90) * 1.25)
+            options.append(
+                Option(
+                    "enable_ssd",
+                    {"cache_config.enable_ssd": True, "cache_config.num_ssd_blocks": ssd_want},
+                    f"enable the SSD tier with {ssd_want} blocks ({ssd_want * gib:.0f} GiB): "
+                    "blocks evicted from CPU are found there",
+                )
+            )
+    _, wasteful = eviction_rule(config)
+    if wasteful:
+        options.append(
+            Option(
+                "eviction",
+                wasteful,
+                "evict less at once (evict_ratio <= 0.05) and only when full (threshold 1.0)",
+                min_gain=0.0,
+            )
+        )
+    recorded = recorded_tokens_per_block
+    _, smaller = block_size_rule(config, recorded)
+    if smaller:
+        options.append(
+            Option(
+                "block_size",
+                smaller,
+                f"use blocks of {recorded} tokens (the recorded size), same memory per tier",
+            )
+        )
+    return options
+
+
+def combined_option(suggestions: list[dict[str, Any]]) -> Option | None:
+    """The kept hit-rate suggestions but the block size's, together: when two or more
+    were kept and together they change more than one key."""
+    if len(suggestions) <= 1:
+        return None
+    merged: dict[str, Any] = {}
+    for s in suggestions:
+        if s["id"] != "block_size":
+            merged.update(s["changes"])
+    if not merged or len(merged) <= 1:
+        return None
+    return Option(
+        "all_hit_rate", merged, "the capacity and eviction suggestions together", min_gain=0.0
+    )
 
 
 def memory_finding(memory: dict[str, Any]) -> dict[str, Any]:
