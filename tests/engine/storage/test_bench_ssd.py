@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flexkv_engine.probes.ssd import SsdBenchError, run_ssd_bench
 from flexkv_engine.cli import main
+from flexkv_engine.probes.ssd import SsdBenchError, run_ssd_bench
 from flexkv_engine.storage import filesystem_type
 
 from .conftest import BACKENDS
