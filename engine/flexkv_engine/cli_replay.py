@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
-from contextlib import ExitStack
 from pathlib import Path
-from tempfile import TemporaryDirectory
-from typing import TYPE_CHECKING
 
 import click
 
@@ -18,11 +14,8 @@ from .cli_common import (
     progress_option,
     trace_options,
 )
-from .replay_input import ReplayInput, prepare_replay
-from .results import RECORD_FORMATS, write_results
-
-if TYPE_CHECKING:
-    from .hw_replay import HardwareRun
+from .replay_input import prepare_replay
+from .results import RECORD_FORMATS
 
 
 def _speed(value: str) -> float | None:
@@ -35,12 +28,6 @@ def _speed(value: str) -> float | None:
     if speed <= 0:
         raise click.BadParameter("must be > 0")
     return speed
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @click.command()
@@ -135,7 +122,7 @@ def replay(
     blocks with bytes derived from their keys, PUT through every tier. Exits with status
     1 naming the block and tier when a check fails.
     """
-    from .hw_replay import run_replay
+    from .hw_replay import RunOptions, replay_on_hardware
 
     pace = _speed(speed)
     inp = prepare_replay(
@@ -145,101 +132,35 @@ def replay(
         config_path=config_path,
         overrides=overrides,
     )
-    run_dir = Path(out) if out is not None else None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    bar = None
-    if progress or (progress is None and sys.stderr.isatty()):
-        from tqdm import tqdm
+    options = RunOptions(
+        device=device,
+        speed=pace,
+        prefill=prefill,
+        ssd_backend=ssd_backend,
+        progress=progress,
+        out=Path(out) if out is not None else None,
+        timeline=Path(timeline) if timeline is not None else None,
+        metrics_port=metrics_port,
+    )
+    run = replay_on_hardware(
+        inp, options, notice=lambda line: click.echo(f"flexkv-run: {line}", err=True)
+    )
+    # The twin explains the run (one pass over the trace for the capacity curve, the
+    # doctor's rules, no replay) and draws the report: imported here only, so the
+    # engine's runtime never loads it.
+    from flexkv_sim.output import write_replay
 
-        bar = tqdm(total=len(inp.requests), desc="replay", unit="req", file=sys.stderr, delay=1.0)
-    with ExitStack() as stack:
-        trace_path = run_dir / "trace.jsonl" if run_dir is not None else None
-        # enable_trace: the tracer's file is written too (a copy of the run's trace when
-        # --out is given), with every request record, so that it replays.
-        also_trace = (
-            Path(inp.config.cache_config.trace_file_path)
-            if inp.config.cache_config.enable_trace
-            else None
-        )
-        if trace_path is None and also_trace is not None:
-            trace_path, also_trace = also_trace, None
-        if timeline is not None and trace_path is None:
-            trace_path = Path(stack.enter_context(TemporaryDirectory())) / "trace.jsonl"
-        metrics = None
-        if metrics_port is not None:
-            from .metrics import Metrics
-
-            metrics = stack.enter_context(Metrics())
-            port = metrics.serve(metrics_port)
-            click.echo(f"flexkv-run: metrics on http://127.0.0.1:{port}/metrics", err=True)
-        try:
-            run = run_replay(
-                inp,
-                device=device or _default_device(),
-                speed=pace,
-                prefill=prefill,
-                trace_path=trace_path,
-                ssd_backend=ssd_backend,
-                progress=bar,
-                metrics=metrics,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
-        if also_trace is not None and trace_path is not None:
-            also_trace.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(trace_path, also_trace)
-            click.echo(
-                f"flexkv-run: enable_trace: the trace is in {trace_path} and, as "
-                f"trace_file_path asks, in {also_trace}",
-                err=True,
-            )
-        if timeline is not None:
-            from .timeline import read_transfers, write_chrome_trace
-
-            assert trace_path is not None
-            write_chrome_trace(read_transfers(trace_path), timeline, process_name="flexkv-run")
-    report_path = _write_run(run, inp, run_dir, records_format, report=report)
-    for warning in run.summary["warnings"]:
+    summary, report_path = write_replay(
+        run.result, out, records_format=records_format, report=report
+    )
+    for warning in summary["warnings"]:
         click.echo(f"flexkv-run: warning: {warning}", err=True)
     if as_json:
-        echo_json(run.summary)
+        echo_json(summary)
     else:
-        integrity = f"{run.summary['integrity_failures']} failures"
-        print_summary(run.summary, out, report_path, rows=(("integrity", integrity),))
+        integrity = f"{summary['integrity_failures']} failures"
+        print_summary(summary, out, report_path, rows=(("integrity", integrity),))
     for failure in run.failures[:20]:
         click.echo(f"flexkv-run: integrity: {failure}", err=True)
     if run.failures:
         sys.exit(1)
-
-
-def _write_run(
-    run: HardwareRun,
-    inp: ReplayInput,
-    run_dir: Path | None,
-    records_format: str,
-    *,
-    report: bool,
-) -> Path | None:
-    """Explain the run into its summary; with ``--out``, write the run directory and its
-    report. Returns the report's path, if written."""
-    # The twin explains the run (one pass over the trace for the capacity curve, the
-    # doctor's rules, no replay) and draws the report: imported here only, so the
-    # engine's runtime never loads it.
-    from flexkv_sim.doctor.why import add_why
-
-    from .hw_replay import RUN_COLUMNS
-
-    why = add_why(inp, run.summary)
-    if run_dir is None:
-        return None
-    write_results(
-        run_dir, run.summary, run.records, RUN_COLUMNS, inp.config, records_format=records_format
-    )
-    why.write_curve(run_dir)
-    if not report:
-        return None
-    from flexkv_sim.report import write_report
-
-    return write_report(run_dir)

@@ -1,6 +1,8 @@
 """``summary.json``: the result of a replay, the same shape for the twin and the engine.
 
-Shared by ``flexkv-sim replay`` and ``flexkv-run replay`` (torch-free).
+Shared by ``flexkv-sim replay`` and ``flexkv-run replay`` (torch-free). These are the
+pieces; :meth:`flexkv_engine.results.ReplayResult.summary` puts them together, and every
+caller obtains a summary from it.
 
 DESIGN.md 4: ``hit_rate`` = tokens served by CPU, SSD and remote / prompt tokens;
 ``hit_rate_by_tier`` gives each tier's served tokens / prompt tokens (GPU apart from
@@ -11,6 +13,7 @@ version, the config hash and the seed.
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__
@@ -105,6 +108,42 @@ def capacity_warnings(tiers: dict[str, dict[str, Any]], longest_blocks: int) -> 
         out.append(f"{name} tier: {failures:,} allocation failures in {capacity:,} blocks "
                    f"({fits}); its hits are bounded by its size: raise {key}")
     return out
+
+
+#: The latency columns each tool summarises (the engine has no prefill column of its own).
+TWIN_LATENCIES = ("get_s", "ttft_s", "queue_s", "prefill_s", "put_s")
+RUN_LATENCIES = ("get_s", "ttft_s", "queue_s", "put_s")
+
+
+def latency_section(
+    records: Sequence[Sequence[Any]], columns: Sequence[str], names: Sequence[str]
+) -> dict[str, dict[str, float | None]]:
+    """Percentiles of the GETs' ``names`` columns (rows of ``columns``)."""
+    index = {name: i for i, name in enumerate(columns)}
+    op = index["op"]
+    gets = [r for r in records if r[op] == "get"]
+    return {name: percentiles([r[index[name]] for r in gets]) for name in names}
+
+
+def timing_section(
+    records: Sequence[Sequence[Any]],
+    columns: Sequence[str],
+    links: Mapping[str, Any],
+    span_s: float,
+    hardware: Sequence[str],
+) -> dict[str, Any]:
+    """The twin's timing part: latency percentiles, link utilisation and span.
+
+    ``links`` map a path to an object with ``busy_s`` and ``ops`` (the twin's links)."""
+    return {
+        "latency": latency_section(records, columns, TWIN_LATENCIES),
+        "span_s": span_s,
+        "link_utilisation": {
+            path: (link.busy_s / span_s if span_s > 0 else 0.0) for path, link in links.items()
+        },
+        "link_ops": {path: link.ops for path, link in links.items()},
+        "hardware": list(hardware),
+    }
 
 
 def percentiles(values: Any) -> dict[str, float | None]:

@@ -6,7 +6,6 @@ Commands are thin: parse options, call one library function, write files.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -25,11 +24,8 @@ from .cli_calibrate import calibrate, validate
 from .cli_shared import shared
 from .cli_trace import trace
 from .hardware import DEFAULT_PROFILES, HITRATE_HARDWARE_NOTE, load_profiles
-from .output import RECORD_FORMATS, write_run_dir
-from .replay import replay_hitrate
-from .replay.hitrate import RECORD_COLUMNS
-from .replay.timing import TIMING_COLUMNS, replay_timing
-from .summary import build_summary, timing_section
+from .output import RECORD_FORMATS, write_replay
+from .replay.run import run_replay
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -120,55 +116,10 @@ def replay(
         config_path=config_path,
         overrides=overrides,
     )
-    links = None
     if timeline is not None and mode != "timing":
         raise click.UsageError("--timeline needs --mode timing")
-    if mode == "timing":
-        assert profile is not None
-        timed = replay_timing(
-            inp, profile, progress=progress, record_transfers=timeline is not None
-        )
-        if timeline is not None:
-            from flexkv_engine.timeline import write_chrome_trace
-
-            write_chrome_trace(timed.transfers or [], timeline, process_name="flexkv-sim")
-        planner, wall_s, records, columns = (
-            timed.planner,
-            timed.wall_s,
-            timed.records,
-            TIMING_COLUMNS,
-        )
-        links = timed.links
-        extra = timing_section(records, columns, links, timed.span_s, profile.names)
-    else:
-        result = replay_hitrate(inp, progress=progress)
-        planner, wall_s, records, columns = (
-            result.planner,
-            result.wall_s,
-            result.records,
-            RECORD_COLUMNS,
-        )
-        extra = None
-    summary = build_summary(inp, planner, tool="flexkv-sim", mode=mode, wall_s=wall_s, extra=extra)
-    from .doctor.why import add_why
-
-    why = add_why(inp, summary)
-    report_path = None
-    if out is not None:
-        run_dir = write_run_dir(
-            Path(out),
-            summary,
-            records,
-            columns,
-            inp.config,
-            links=links,
-            records_format=records_format,
-        )
-        why.write_curve(run_dir)
-        if report:
-            from .report import write_report
-
-            report_path = write_report(run_dir)
+    result = run_replay(inp, mode=mode, profile=profile, progress=progress, timeline=timeline)
+    summary, report_path = write_replay(result, out, records_format=records_format, report=report)
     for warning in summary["warnings"]:
         click.echo(f"flexkv-sim: warning: {warning}", err=True)
     if as_json:

@@ -2,21 +2,62 @@
 
 ``summary.json``; ``requests.csv`` (or ``.parquet``), one row per request;
 ``utilisation.csv`` (timing mode), busy fraction and bytes of each link per time bin;
-``config.json``, the resolved config the run used.
+``config.json``, the resolved config the run used; ``capacity_curve.csv`` and
+``report.html``. :func:`write_replay` is what both ``replay`` commands do with their
+result, the twin's and the engine's alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flexkv_engine.config import Config
-from flexkv_engine.results import RECORD_FORMATS, write_results
+from flexkv_engine.results import RECORD_FORMATS, ReplayResult, write_results
 
-from .devices import FluidLink
+if TYPE_CHECKING:
+    from .devices import FluidLink
 
-__all__ = ["RECORD_FORMATS", "utilisation_frame", "write_run_dir"]
+__all__ = ["RECORD_FORMATS", "utilisation_frame", "write_replay", "write_run_dir"]
+
+
+def write_replay(
+    result: ReplayResult,
+    out: str | Path | None,
+    *,
+    records_format: str = "csv",
+    report: bool = True,
+) -> tuple[dict[str, Any], Path | None]:
+    """Explain ``result`` (the why lines join its summary); with ``out``, write the run
+    directory, its capacity curve and (with ``report``) its report.
+
+    Returns the summary, as written, and the report's path when there is one.
+    """
+    # The explanation is one pass over the trace (the capacity curve) and the doctor's
+    # rules; no replay.
+    from .doctor.why import add_why
+
+    why = add_why(result)
+    summary = result.summary()
+    if out is None:
+        return summary, None
+    links = result.timing.links if result.timing is not None else None
+    run_dir = write_run_dir(
+        Path(out),
+        summary,
+        result.records,
+        result.columns,
+        result.inp.config,
+        links=links,
+        records_format=records_format,
+    )
+    why.write_curve(run_dir)
+    if not report:
+        return summary, None
+    from .report import write_report
+
+    return summary, write_report(run_dir)
 
 
 def write_run_dir(

@@ -6,5 +6,6 @@ the PUT, and checks every block the engine loaded, byte for byte.
 """
 
 from .run import RUN_COLUMNS, HardwareRun, run_replay
+from .runner import RunOptions, replay_on_hardware
 
-__all__ = ["RUN_COLUMNS", "HardwareRun", "run_replay"]
+__all__ = ["RUN_COLUMNS", "HardwareRun", "RunOptions", "replay_on_hardware", "run_replay"]

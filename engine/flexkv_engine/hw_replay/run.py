@@ -21,8 +21,9 @@ from typing import Any
 from ..kv_manager import KVManager
 from ..replay_input import ReplayInput
 from ..request_life import COLUMNS
+from ..results import ReplayResult
 from ..serving_pool import working_blocks
-from ..summary import build_summary, percentiles
+from ..summary import RUN_LATENCIES, latency_section
 from ..trace import RequestRecord
 from ..tracer import Tracer
 from .resources import check_resources
@@ -36,9 +37,19 @@ MAX_THREADS = 1024
 
 @dataclass
 class HardwareRun:
-    summary: dict[str, Any]
-    records: list[tuple[Any, ...]]
+    """A replay on hardware: its result and the loaded blocks that failed their check."""
+
+    result: ReplayResult
     failures: list[IntegrityFailure] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """``self.result.summary()``."""
+        return self.result.summary()
+
+    @property
+    def records(self) -> list[tuple[Any, ...]]:
+        return self.result.records
 
 
 def run_replay(
@@ -95,26 +106,22 @@ def run_replay(
     finally:
         kv.close()
     records.sort(key=lambda r: r[1])
-    gets = [r for r in records if r[2] == "get"]
-    extra = {
+    sections = {
         "integrity_failures": len(emulator.failures),
         "device": device,
         "ssd_backend": getattr(kv, "ssd_backend_name", None),
         "pacing": {k: v for k, v in pacing.items() if k != "type"},
-        "latency": {
-            name: percentiles([r[RUN_COLUMNS.index(name)] for r in gets])
-            for name in ("get_s", "ttft_s", "queue_s", "put_s")
-        },
+        "latency": latency_section(records, RUN_COLUMNS, RUN_LATENCIES),
         "failed_ops": kv.failed_ops,
         # CPU seconds of the whole process during the replay, and of the requests'
         # prefill windows (the twin's interpreter model is fitted from them)
         "cpu": {"process_s": round(cpu_s, 6), "prefill_s": round(emulator.prefill_cpu_s, 6)},
         **{k: v for k, v in kv.stats().items() if k in ("remote_errors", "ssd_errors", "ssd")},
     }
-    summary = build_summary(inp, kv.planner, tool="flexkv-run",
-                            mode="speed-max" if speed is None else "paced",
-                            wall_s=wall_s, extra=extra)
-    return HardwareRun(summary, records, list(emulator.failures))
+    result = ReplayResult(inp, kv.planner, tool="flexkv-run",
+                          mode="speed-max" if speed is None else "paced", wall_s=wall_s,
+                          records=records, columns=RUN_COLUMNS, sections=sections)
+    return HardwareRun(result, list(emulator.failures))
 
 
 def _trace_request(tracer: Tracer | None, req: RequestRecord) -> None:

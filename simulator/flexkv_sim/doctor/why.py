@@ -2,7 +2,8 @@
 bound needs against the configured one, and the doctor's weightiest findings.
 
 ``flexkv-sim replay`` and ``flexkv-run replay`` print these lines under their summary,
-store them in ``summary.json`` (``why``, with ``bound``, ``blocks_for_90pct``,
+store them in ``summary.json`` (:meth:`ReplayResult.summary` adds
+:meth:`Why.summary_fields`: ``why``, with ``bound``, ``blocks_for_90pct``,
 ``configured_blocks`` and ``capacity_curve``) and the report draws the curve from
 ``capacity_curve.csv`` beside it. The cost is one pass over the trace (the CPU tier's
 LRU curve, :func:`flexkv_sim.curve.hit_rate_curve`) and no replay: the hit rate is the
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flexkv_engine.replay_input import ReplayInput
+from flexkv_engine.results import ReplayResult
 
 from .rules import cheap_findings, top_findings
 
@@ -136,9 +138,10 @@ def explain(inp: ReplayInput, summary: Mapping[str, Any]) -> Why:
     )
 
 
-def add_why(inp: ReplayInput, summary: dict[str, Any]) -> Why:
-    """Explain the replay of ``inp`` and put the lines and numbers into ``summary``; the
-    caller writes the curve into the run directory (:meth:`Why.write_curve`)."""
-    why = explain(inp, summary)
-    summary.update(why.summary_fields())
+def add_why(result: ReplayResult) -> Why:
+    """Explain ``result``: its ``summary()`` then has the lines and numbers (after the
+    replay's own keys); the caller writes the curve into the run directory
+    (:meth:`Why.write_curve`)."""
+    why = explain(result.inp, result.summary())
+    result.why = why
     return why

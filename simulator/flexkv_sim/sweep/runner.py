@@ -16,8 +16,6 @@ from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from flexkv_engine.config import config_hash
-
 from ..hardware import DEFAULT_PROFILES, HardwareProfile, load_profiles
 from .grid import grid_points, split_point
 from .scenario import MODES, Scenario, load_trace, point_config, prepare_point
@@ -87,43 +85,40 @@ class PointWorker:
         inp = prepare_point(self.loaded, point_config(self.scenario, overrides), self.reblocked)
         row: dict[str, Any] = {"point": index, **point, "mode": self.mode}
         if self.mode == "timing":
-            from ..replay.timing import TIMING_COLUMNS, replay_timing
-            from ..summary import timing_section
+            from ..replay.run import timing_result
+            from ..replay.timing import replay_timing
 
             names = hardware or self.scenario.hardware or DEFAULT_PROFILES
             if names not in self.profiles:
                 self.profiles[names] = load_profiles(names)
             timed = replay_timing(inp, self.profiles[names], progress=False)
-            planner, wall_s = timed.planner, timed.wall_s
-            latency = timing_section(
-                timed.records, TIMING_COLUMNS, timed.links, timed.span_s, names
-            )["latency"]
+            summary = timing_result(inp, timed, names).summary()
+            latency = summary["latency"]
             for metric, name in LATENCIES:
                 for p in PERCENTILES:
                     row[f"{name}_{p}_s"] = latency[metric][p]
             row["profiles"] = "+".join(names)
         else:
             from ..replay import replay_hitrate
+            from ..replay.run import hitrate_result
 
-            result = replay_hitrate(inp, progress=False)
-            planner, wall_s = result.planner, result.wall_s
-        stats = planner.stats
-        by_tier = stats.hit_rate_by_tier()
+            summary = hitrate_result(inp, replay_hitrate(inp, progress=False)).summary()
+        by_tier = summary["hit_rate_by_tier"]
         cc = inp.config.cache_config
         row.update(
             {
-                "hit_rate": stats.hit_rate,
+                "hit_rate": summary["hit_rate"],
                 **{f"hit_rate_{t}": by_tier.get(t, 0.0) for t in TIERS},
-                "requests": len(inp.requests),
-                "gets": stats.gets,
-                "prompt_tokens": stats.prompt_tokens,
-                "gets_in_flight": stats.gets_in_flight,
+                "requests": summary["requests"],
+                "gets": summary["gets"],
+                "prompt_tokens": summary["prompt_tokens"],
+                "gets_in_flight": summary["gets_in_flight"],
                 "block_tokens": cc.tokens_per_block,
                 "cpu_blocks": cc.num_cpu_blocks,
                 "ssd_blocks": cc.num_ssd_blocks,
                 "remote_blocks": cc.num_remote_blocks,
-                "config_hash": config_hash(inp.config),
-                "wall_s": wall_s,
+                "config_hash": summary["provenance"]["config_hash"],
+                "wall_s": summary["wall_s"],
                 "load_s": self.loaded.load_s,
                 "worker": self.name,
                 "schema_version": RESULTS_SCHEMA_VERSION,
