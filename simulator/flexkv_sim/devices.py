@@ -37,10 +37,78 @@ import random
 from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
+from typing import Any
 
 import simpy
+from simpy.core import NORMAL, URGENT, StopSimulation
 
 from .hardware import Curve
+
+
+# -- scheduling ---------------------------------------------------------------------------
+class Call:
+    """``fn()`` scheduled on a SimPy environment: what ``env.timeout(delay)`` with a
+    callback does, as one small object instead of a Timeout, its callback list and a
+    lambda.
+
+    It sits in the environment's queue as an event that has succeeded, ordered by
+    (time, priority, event id) like a Timeout, so ``env.run()`` steps it as any event,
+    and :func:`run` calls ``fn`` directly.
+    """
+
+    __slots__ = ("fn",)
+    _ok = True  # read by SimPy's step: the event succeeded
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+
+    @property
+    def callbacks(self) -> list[Callable[[Any], None]]:  # SimPy's step takes them once
+        return [self._fire]
+
+    @callbacks.setter
+    def callbacks(self, _value: Any) -> None:
+        pass
+
+    def _fire(self, _event: Any) -> None:
+        self.fn()
+
+
+def call_later(env: simpy.Environment, delay: float, fn: Callable[[], None]) -> None:
+    """Call ``fn()`` after ``delay`` (>= 0): at ``env.now + delay``, after the events
+    already due then, exactly as a Timeout of ``delay`` scheduled now would be."""
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Call(fn)))
+
+
+def run_events(env: simpy.Environment, until: float | None = None) -> None:
+    """``env.run(until)``, stepping :class:`Call` events without SimPy's per-event work.
+
+    Events are taken in the queue's order either way; any other event (a resource
+    request, the ``until`` stop) is put back and stepped by SimPy itself.
+    """
+    if until is not None:  # as env.run(until) does: a stop before the events due then
+        at = float(until)
+        if at <= env._now:
+            raise ValueError(f"until ({at}) must be greater than the current simulation time")
+        stop = simpy.Event(env)
+        stop._ok, stop._value = True, None
+        env.schedule(stop, URGENT, at - env._now)
+        stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+    queue, step = env._queue, env.step
+    try:
+        while queue:
+            entry = heappop(queue)
+            event = entry[3]
+            if event.__class__ is Call:
+                env._now = entry[0]
+                event.fn()
+            else:
+                heappush(queue, entry)  # event ids are unique: the same entry comes first
+                step()
+    except StopSimulation:
+        return
+    if until is not None:
+        raise RuntimeError(f"no scheduled events left but 'until' ({until}) was not reached")
 
 
 class Gate:
@@ -74,7 +142,7 @@ class Gate:
 
 
 class FluidLink:
-    """A processor-sharing link: ``transfer(bytes)`` returns an event that fires when done."""
+    """A processor-sharing link: ``transfer(bytes)`` calls back once the bytes moved."""
 
     def __init__(
         self,
@@ -90,6 +158,7 @@ class FluidLink:
         self.curve = curve
         self.bandwidth = curve.bandwidth
         self.jitter = curve.jitter
+        self._overhead_s, self._per_copy_s = curve.overhead_s, curve.per_copy_s
         self._rng = random.Random(f"{seed}:{name}") if curve.jitter > 0 else None
         # SSD only: queue depth, I/O size and the latency of one empty queue slot.
         self.queue_depth = 0
@@ -100,7 +169,8 @@ class FluidLink:
         self.duplex_rate = float("inf")
         self._vt = 0.0
         self._last = 0.0
-        self._flows: list[tuple[float, int, Callable[[], None], int]] = []
+        # (V at which it ends, tie-break id, on_done, bytes, gate units to give back)
+        self._flows: list[tuple[float, int, Callable[[], None], int, int]] = []
         self._ids = itertools.count()
         self._timer_version = 0
         self._timer_at = float("inf")  # when the armed wake-up fires
@@ -134,24 +204,27 @@ class FluidLink:
         gate = self.gate
         if gate is None:
             if admitted is not None:
-                admitted.append(self.env.now)
-            self._start(num_bytes, copies, on_done)
+                admitted.append(self.env._now)
+            self._start(num_bytes, copies, on_done, 0)
             return
-        units = 0
-
-        def finished() -> None:
-            gate.leave(units)
-            on_done()
+        # Gate.enter, inlined for the op that finds its units free (no closure to make).
+        units = min(max(need, 1), gate.capacity)
+        if not gate._waiting and gate.free >= units:
+            gate.free -= units
+            if admitted is not None:
+                admitted.append(self.env._now)
+            self._start(num_bytes, copies, on_done, units)
+            return
 
         def start() -> None:
             if admitted is not None:
-                admitted.append(self.env.now)
-            self._start(num_bytes, copies, finished)
+                admitted.append(self.env._now)
+            self._start(num_bytes, copies, on_done, units)
 
-        units = gate.enter(need, start)
+        gate._waiting.append((units, start))
 
-    def _start(self, num_bytes: int, copies: int, on_done: Callable[[], None]) -> None:
-        latency = self.curve.overhead_s + copies * self.curve.per_copy_s
+    def _start(self, num_bytes: int, copies: int, on_done: Callable[[], None], units: int) -> None:
+        latency = self._overhead_s + copies * self._per_copy_s
         if self.per_idle_slot_s:
             latency += self.per_idle_slot_s * max(0.0, self.queue_depth - num_bytes / self.io_bytes)
         self.ops += 1
@@ -161,19 +234,19 @@ class FluidLink:
             latency *= factor
             work = num_bytes * factor
         if latency > 0:
-            self.env.timeout(latency).callbacks.append(
-                lambda _ev: self._join(num_bytes, on_done, work)
-            )
+            call_later(self.env, latency, lambda: self._join(num_bytes, on_done, work, units))
         else:
-            self._join(num_bytes, on_done, work)
+            self._join(num_bytes, on_done, work, units)
 
     # -- processor sharing ---------------------------------------------------------------
     def _advance(self) -> None:
-        now = self.env.now
-        elapsed = now - self._last
-        if elapsed > 0 and self._flows:
-            self._vt += elapsed * self.rate() / len(self._flows)
-            self._record_busy(self._last, now)
+        now = self.env._now
+        flows = self._flows
+        if flows:
+            elapsed = now - self._last
+            if elapsed > 0:
+                self._vt += elapsed * self.rate() / len(flows)
+                self._record_busy(self._last, now)
         self._last = now
 
     def _record_busy(self, start: float, end: float) -> None:
@@ -191,29 +264,35 @@ class FluidLink:
             start = stop
             b += 1
 
-    def _join(self, num_bytes: int, done: Callable[[], None], work: float) -> None:
+    def _join(self, num_bytes: int, done: Callable[[], None], work: float, units: int) -> None:
         """Start moving: ``work`` bytes of fluid (``num_bytes`` scaled by the jitter)."""
         partner = self.partner
         self._advance()
         if partner is not None:
-            partner._advance()
-        heappush(self._flows, (self._vt + work, next(self._ids), done, num_bytes))
+            if partner._flows:
+                partner._advance()
+            else:  # what _advance does on an idle link
+                partner._last = self.env._now
+        flows = self._flows
+        heappush(flows, (self._vt + work, next(self._ids), done, num_bytes, units))
         self._reschedule()
-        if partner is not None and len(self._flows) == 1:
+        if partner is not None and len(flows) == 1 and partner._flows:
             partner._reschedule()  # its rate just dropped to the duplex share
 
     def _reschedule(self) -> None:
         """Arm the wake-up for the next departure, unless one is already due before it."""
-        if not self._flows:
+        flows = self._flows
+        if not flows:
             return
-        remaining = self._flows[0][0] - self._vt
-        deadline = self.env.now + max(remaining, 0.0) * len(self._flows) / self.rate()
+        now = self.env._now
+        remaining = flows[0][0] - self._vt
+        deadline = now + max(remaining, 0.0) * len(flows) / self.rate()
         if self._timer_at <= deadline:
             return  # an earlier wake-up is armed: it will re-arm for this one
         self._timer_version += 1
         self._timer_at = deadline
         version = self._timer_version
-        self.env.timeout(deadline - self.env.now).callbacks.append(lambda _ev: self._wake(version))
+        call_later(self.env, deadline - now, lambda: self._wake(version))
 
     def _wake(self, version: int) -> None:
         if version != self._timer_version:
@@ -222,23 +301,30 @@ class FluidLink:
         partner = self.partner
         self._advance()
         if partner is not None:
-            partner._advance()
+            if partner._flows:
+                partner._advance()
+            else:
+                partner._last = self.env._now
         flows = self._flows
         # Transfers that end together finish in one wake-up. The tolerance (a byte, or
         # the float resolution of V when V is large) keeps rounding from re-arming the
         # timer for a remainder that can never be reached.
         limit = self._vt + max(1.0, abs(self._vt) * 1e-12)
-        now_bin = int(self.env.now // self.bin_s)
+        now_bin = int(self.env._now // self.bin_s)
+        byte_bins = self.byte_bins
         finished = []
         while flows and flows[0][0] <= limit:
-            _, _, done, num_bytes = heappop(flows)
+            _, _, done, num_bytes, units = heappop(flows)
             self.bytes += num_bytes
-            self.byte_bins[now_bin] = self.byte_bins.get(now_bin, 0) + num_bytes
-            finished.append(done)
+            byte_bins[now_bin] = byte_bins.get(now_bin, 0) + num_bytes
+            finished.append((done, units))
         self._reschedule()
-        if partner is not None and not flows:
+        if partner is not None and not flows and partner._flows:
             partner._reschedule()  # its rate just rose back to its own bandwidth
-        for done in finished:  # after the link's state is settled: they may submit more
+        gate = self.gate
+        for done, units in finished:  # after the link's state is settled: they may submit more
+            if units:
+                gate.leave(units)  # type: ignore[union-attr]
             done()
 
     def finish(self) -> None:

@@ -47,7 +47,7 @@ from flexkv_engine.request_life import COLUMNS, tier_tokens
 from flexkv_engine.serving_pool import WorkingPool, working_blocks
 from flexkv_engine.trace import TransferRecord
 
-from ..devices import DuplexPair, FluidLink, Gate, HostCpu
+from ..devices import DuplexPair, FluidLink, Gate, HostCpu, call_later, run_events
 from ..hardware import HardwareProfile
 from ..progress import cyclic_gc_paused, progress_bar
 from .store import StoreModel, fail_lost_reads, record_writes
@@ -137,10 +137,21 @@ class TimingModel:
             REMOTE_READ: 1,
             REMOTE_WRITE: 1,
         }
+        # Per path, precomputed for _send: (link, copies per block or None where an op's
+        # I/Os are counted, bytes per block).
+        self._paths = {
+            path: (
+                link,
+                None if self.count_ios and path in (SSD_READ, SSD_WRITE)
+                else self.copies_per_block.get(path, 0),
+                self.block_bytes,
+            )
+            for path, link in links.items()
+        }
         limit = config.serving_config.max_concurrency
         self.slots = simpy.Resource(env, limit) if limit > 0 else None
         self.working = WorkingPool(working_blocks(inp.requests, limit))
-        self.records: list[tuple[Any, ...]] = []
+        self.records: list[tuple[Any, ...]] = []  # rows of TIMING_COLUMNS, in end order
         self.sequential = False
         self._pending: list[Any] = []  # one-at-a-time pacing: requests not started, reversed
         self.transfers: list[TransferRecord] | None = None  # a list: record every op
@@ -153,7 +164,7 @@ class TimingModel:
         if self.host is not None:
             self.host.run(seconds, then)
         else:
-            self.env.timeout(seconds).callbacks.append(lambda _ev: then())
+            call_later(self.env, seconds, then)
 
     def log(self, kind: str, request_id: str, **fields: Any) -> None:
         """One planner call, numbered in call order (``ordered.replay_events`` reads it)."""
@@ -203,16 +214,19 @@ class TimingModel:
     # -- transfer graphs -----------------------------------------------------------------
     def _send(self, graph: TransferGraph, op: TransferOp, then: Callable[[], None]) -> None:
         """Submit ``op`` to its link; ``then()`` once it has moved."""
-        copies = self._copies(op)
+        link, per_block, block_bytes = self._paths[op.path]
+        blocks = op.end - op.start
+        # As _copies, without its call where the I/Os are not counted.
+        copies = self._copies(op) if per_block is None else max(1, blocks * per_block)
         # Units of the link's queue it needs: SSD ops one per I/O (per block when the
         # I/Os are not counted), capped at the depth by the gate.
-        need = copies if self.count_ios else op.blocks
+        need = copies if self.count_ios else blocks
         if self.transfers is None:
-            self.links[op.path].transfer(op.blocks * self.block_bytes, copies, then, need)
+            link.transfer(blocks * block_bytes, copies, then, need)
             return
         admitted: list[float] = []
-        self.links[op.path].transfer(
-            op.blocks * self.block_bytes, copies,
+        link.transfer(
+            blocks * block_bytes, copies,
             self._recorded(graph, op, copies, admitted, then), need, admitted,
         )
 
@@ -226,13 +240,15 @@ class TimingModel:
                 self.cpu(delay, after)
 
         complete = self.planner.complete if self.events is None else self._complete
-        if len(graph.ops) == 1:  # the common case: no dependencies to follow
-            only = graph.ops[0]
+        ops = graph.ops
+        if len(ops) == 1:  # the common case: no dependencies to follow
+            only = ops[0]
+            store = self.store if only.path == REMOTE_WRITE else None
 
             def single() -> None:
                 complete(graph, only)
-                if only.path == REMOTE_WRITE and self.store is not None:
-                    record_writes(graph, self.store, only)
+                if store is not None:
+                    record_writes(graph, store, only)
                 then()
 
             self._send(graph, only, single)
@@ -263,21 +279,16 @@ class TimingModel:
         env = self.env
         arrival = req.t if arrival is None else arrival
         run = _RequestRun(self, req, arrival)
-        if self.slots is None:
-            env.timeout(arrival - env.now).callbacks.append(run.admitted)
-        else:
-            env.timeout(arrival - env.now).callbacks.append(run.queue)
+        delay = arrival - env.now
+        if delay < 0:
+            raise ValueError(f"request {req.request_id} arrives at {arrival}, before now")
+        call_later(env, delay, run.admitted if self.slots is None else run.queue)
 
     def result(self, wall_s: float) -> TimingResult:
         """The replay's result once the environment ran out of events."""
         for link in self.links.values():
             link.finish()
-        records = []
-        for row in self.records:
-            run = row[15]
-            row[15] = run.put_done - (run.arrival + run.ttft_s)  # PUT time after first token
-            records.append(tuple(row))
-        records.sort(key=lambda r: r[1])
+        records = sorted(self.records, key=lambda r: r[1])
         return TimingResult(
             planner=self.planner,
             wall_s=wall_s,
@@ -325,27 +336,30 @@ class _RequestRun:
         self.start = arrival
         self.pending = 0  # of the PUT and the decode, those not over yet
 
-    def queue(self, _event: Any = None) -> None:
+    def queue(self) -> None:
         model = self.model
         self.slot = model.slots.request()  # type: ignore[union-attr]
         self.slot.callbacks.append(self.admitted)
 
     def admitted(self, _event: Any = None) -> None:
         model, req = self.model, self.req
-        self.gpu_blocks, self.gpu_handle = model.gpu_cache.acquire(req.keys, model.env.now)
+        if model.gpu_cache.index is None:  # no GPU prefix cache: acquire finds nothing
+            self.gpu_blocks, self.gpu_handle = 0, None
+        else:
+            self.gpu_blocks, self.gpu_handle = model.gpu_cache.acquire(req.keys, model.env._now)
         self.working = len(req.keys) - self.gpu_blocks
         if model.working.request(self.working, self):
             self.granted()
 
     def granted(self) -> None:
-        env = self.model.env
-        self.start = env.now
-        if self.model.match_s and self.req.op == "get":
-            self.model.cpu(self.model.match_s, self.get)
+        model = self.model
+        self.start = model.env._now
+        if model.match_s and self.req.op == "get":
+            model.cpu(model.match_s, self.get)
         else:
             self.get()
 
-    def get(self, _event: Any = None) -> None:
+    def get(self) -> None:
         model, req = self.model, self.req
         self.in_flight = False
         self.hits = (0, 0, 0)
@@ -353,14 +367,14 @@ class _RequestRun:
             self.get_s = 0.0
             self.prefill()
             return
-        planner, store = model.planner, model.store
+        planner, store, now = model.planner, model.store, model.env._now
         known = store.known(req.keys, planner.remote_ready(req.keys)) if store else 0
         graph = planner.plan_get(
-            req.request_id, req.keys, req.num_tokens, model.env.now,
+            req.request_id, req.keys, req.num_tokens, now,
             gpu_blocks=self.gpu_blocks, remote_known=known,
         )
         if model.events is not None:
-            model.log("get", req.request_id, now=model.env.now, gpu_blocks=self.gpu_blocks,
+            model.log("get", req.request_id, now=now, gpu_blocks=self.gpu_blocks,
                       remote_known=known)
         if store is not None:
             fail_lost_reads(planner, graph, store, None if model.events is None else (
@@ -375,8 +389,10 @@ class _RequestRun:
 
     def loaded(self) -> None:
         # What was served, once the graph ended (a failed read shrinks it).
-        self.hits = tier_tokens(0, self.graph.served, self.model.tpb, self.req.num_tokens)[1:]
-        self.get_s = self.model.env.now - self.start
+        model = self.model
+        self.hits = tier_tokens(0, self.graph.served, model.tpb, self.req.num_tokens)[1:]
+        self.graph = None  # done with: freed now, not left for the cyclic collector
+        self.get_s = model.env._now - self.start
         self.prefill()
 
     def prefill(self) -> None:
@@ -386,51 +402,52 @@ class _RequestRun:
         compute_s = model.compute.prefill_time(tokens - reused, reused)
         work = model.prefill_cpu_s * len(req.keys)
         if work:  # the prefill window ends once the compute and the host work are over
-            began, self.pending = model.env.now, 2
+            began, self.pending = model.env._now, 2
 
-            def over(_event: Any = None) -> None:
+            def over() -> None:
                 self.pending -= 1
                 if not self.pending:
-                    self.prefill_s = model.env.now - began
+                    self.prefill_s = model.env._now - began
                     self.first_token()
 
             model.cpu(work, over)
-            model.env.timeout(compute_s).callbacks.append(over)
+            call_later(model.env, compute_s, over)
             return
         self.prefill_s = compute_s
-        if self.prefill_s:
-            model.env.timeout(self.prefill_s).callbacks.append(self.first_token)
+        if compute_s:
+            call_later(model.env, compute_s, self.first_token)
         else:
             self.first_token()
 
-    def first_token(self, _event: Any = None) -> None:
+    def first_token(self) -> None:
         model, req, env = self.model, self.req, self.model.env
-        self.ttft_s = env.now - self.arrival
-        self.put_done = env.now
+        now = env._now
+        self.ttft_s = now - self.arrival
+        self.put_done = now
         self.pending = 2
         if model.put_cpu_s:  # the host work beside the PUT
             self.pending += 1
             model.cpu(model.put_cpu_s * len(req.keys), self.decoded)
-        put = model.planner.plan_put(req.request_id, req.keys, req.num_tokens, env.now)
+        put = model.planner.plan_put(req.request_id, req.keys, req.num_tokens, now)
         if model.events is not None:
-            model.log("put", req.request_id, now=env.now, gpu_blocks=0, remote_known=0)
+            model.log("put", req.request_id, now=now, gpu_blocks=0, remote_known=0)
         if put.done:
             self.pending -= 1
         else:
             model.execute(put, self.put_finished)
         self.decode_s = req.output_tokens * model.compute.decode_step_s
         if self.decode_s:
-            env.timeout(self.decode_s).callbacks.append(self.decoded)
+            call_later(env, self.decode_s, self.decoded)
         else:
             self.decoded()
 
     def put_finished(self) -> None:
-        self.put_done = self.model.env.now
+        self.put_done = self.model.env._now
         self.pending -= 1
         if not self.pending:
             self.finish()
 
-    def decoded(self, _event: Any = None) -> None:
+    def decoded(self) -> None:
         self.pending -= 1
         if not self.pending:
             self.finish()
@@ -438,7 +455,7 @@ class _RequestRun:
     def finish(self) -> None:
         """PUT and decode are over: the GPU blocks are free to keep or give back."""
         model, req, env = self.model, self.req, self.model.env
-        model.gpu_cache.release(req.keys, self.gpu_handle, env.now)
+        model.gpu_cache.release(req.keys, self.gpu_handle, env._now)
         if self.slot is not None:
             model.slots.release(self.slot)  # type: ignore[union-attr]
         for waiter in model.working.release(self.working):
@@ -446,25 +463,23 @@ class _RequestRun:
         gpu_tokens = min(self.gpu_blocks * model.tpb, req.num_tokens)
         if model.sequential:
             model.submit_next()
-        model.records.append(
-            [
-                req.request_id,
-                self.arrival,
-                req.op,
-                req.num_tokens,
-                len(req.keys),
-                gpu_tokens,
-                *self.hits,
-                self.in_flight,
-                self.start - self.arrival,
-                self.get_s,
-                self.prefill_s,
-                self.ttft_s,
-                self.decode_s,
-                self,
-                env.now,
-            ]
-        )
+        model.records.append((
+            req.request_id,
+            self.arrival,
+            req.op,
+            req.num_tokens,
+            len(req.keys),
+            gpu_tokens,
+            *self.hits,
+            self.in_flight,
+            self.start - self.arrival,
+            self.get_s,
+            self.prefill_s,
+            self.ttft_s,
+            self.decode_s,
+            self.put_done - (self.arrival + self.ttft_s),  # PUT time after first token
+            env._now,
+        ))
 
 
 def replay_timing(
@@ -506,7 +521,7 @@ def replay_timing(
             model.working = WorkingPool(working_blocks(requests, 1))
             model._pending = list(reversed(requests))
             model.submit_next()
-            env.run()
+            run_events(env)
             bar.update(len(requests))
         else:
             for i, req in enumerate(requests):
@@ -514,9 +529,9 @@ def replay_timing(
                 if i % step == step - 1:
                     # Advance in slices so the progress bar moves and memory stays bounded.
                     if req.t > env.now:
-                        env.run(until=req.t)
+                        run_events(env, until=req.t)
                     bar.update(step)
-            env.run()
+            run_events(env)
             bar.update(len(requests) - (len(requests) // step) * step)
     result = model.result(time.perf_counter() - begin)
     bar.close()
