@@ -80,6 +80,10 @@ def call_later(env: simpy.Environment, delay: float, fn: Callable[[], None]) -> 
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Call(fn)))
 
 
+def _superseded() -> None:
+    """What a wake-up that an earlier one replaced does when its time comes."""
+
+
 def run_events(env: simpy.Environment, until: float | None = None) -> None:
     """``env.run(until)``, stepping :class:`Call` events without SimPy's per-event work.
 
@@ -94,10 +98,10 @@ def run_events(env: simpy.Environment, until: float | None = None) -> None:
         stop._ok, stop._value = True, None
         env.schedule(stop, URGENT, at - env._now)
         stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
-    queue, step = env._queue, env.step
+    queue, step, pop = env._queue, env.step, heappop
     try:
         while queue:
-            entry = heappop(queue)
+            entry = pop(queue)
             event = entry[3]
             if event.__class__ is Call:
                 env._now = entry[0]
@@ -164,7 +168,7 @@ class FluidLink:
         self.queue_depth = 0
         self.io_bytes = 1
         self.per_idle_slot_s = 0.0
-        self.gate: Gate | None = None  # the engine's queue in front of the device
+        self.gate = None  # the engine's queue in front of the device (sets _alone)
         self.partner: FluidLink | None = None
         self.duplex_rate = float("inf")
         self._vt = 0.0
@@ -172,8 +176,8 @@ class FluidLink:
         # (V at which it ends, tie-break id, on_done, bytes, gate units to give back)
         self._flows: list[tuple[float, int, Callable[[], None], int, int]] = []
         self._ids = itertools.count()
-        self._timer_version = 0
-        self._timer_at = float("inf")  # when the armed wake-up fires
+        self._timer: Call | None = None  # the armed wake-up
+        self._timer_at = float("inf")  # when it fires
         self.bin_s = bin_s
         self.busy_bins: dict[int, float] = {}
         self.byte_bins: dict[int, int] = {}
@@ -184,6 +188,19 @@ class FluidLink:
     @property
     def active(self) -> int:
         return len(self._flows)
+
+    @property
+    def gate(self) -> Gate | None:
+        return self._gate
+
+    @gate.setter
+    def gate(self, gate: Gate | None) -> None:
+        self._gate = gate
+        # Behind a gate of one unit at most one transfer moves at a time: _join_alone and
+        # _wake_alone do what _join and _wake do for a link of one flow, in fewer steps.
+        self._alone = gate is not None and gate.capacity == 1
+        self._join_fn = self._join_alone if self._alone else self._join
+        self._wake_fn = self._wake_alone if self._alone else self._wake
 
     def rate(self) -> float:
         partner = self.partner
@@ -201,7 +218,7 @@ class FluidLink:
         the time it started). A plain callback rather than an event: a SimPy event would
         cost one more scheduler step per transfer.
         """
-        gate = self.gate
+        gate = self._gate
         if gate is None:
             if admitted is not None:
                 admitted.append(self.env._now)
@@ -233,10 +250,13 @@ class FluidLink:
             factor = self._rng.lognormvariate(0.0, self.jitter)
             latency *= factor
             work = num_bytes * factor
-        if latency > 0:
-            call_later(self.env, latency, lambda: self._join(num_bytes, on_done, work, units))
+        join = self._join_fn
+        if latency > 0:  # call_later, inlined
+            env = self.env
+            heappush(env._queue, (env._now + latency, NORMAL, next(env._eid),
+                                  Call(lambda: join(num_bytes, on_done, work, units))))
         else:
-            self._join(num_bytes, on_done, work, units)
+            join(num_bytes, on_done, work, units)
 
     # -- processor sharing ---------------------------------------------------------------
     def _advance(self) -> None:
@@ -266,14 +286,17 @@ class FluidLink:
 
     def _join(self, num_bytes: int, done: Callable[[], None], work: float, units: int) -> None:
         """Start moving: ``work`` bytes of fluid (``num_bytes`` scaled by the jitter)."""
-        partner = self.partner
-        self._advance()
+        partner, flows, now = self.partner, self._flows, self.env._now
+        # _advance of both links; on an idle link it only moves the clock (inlined).
+        if flows:
+            self._advance()
+        else:
+            self._last = now
         if partner is not None:
             if partner._flows:
                 partner._advance()
-            else:  # what _advance does on an idle link
-                partner._last = self.env._now
-        flows = self._flows
+            else:
+                partner._last = now
         heappush(flows, (self._vt + work, next(self._ids), done, num_bytes, units))
         self._reschedule()
         if partner is not None and len(flows) == 1 and partner._flows:
@@ -284,48 +307,128 @@ class FluidLink:
         flows = self._flows
         if not flows:
             return
-        now = self.env._now
+        env = self.env
+        now = env._now
         remaining = flows[0][0] - self._vt
         deadline = now + max(remaining, 0.0) * len(flows) / self.rate()
         if self._timer_at <= deadline:
             return  # an earlier wake-up is armed: it will re-arm for this one
-        self._timer_version += 1
+        if self._timer is not None:
+            self._timer.fn = _superseded  # a later wake-up, now due after this one
         self._timer_at = deadline
-        version = self._timer_version
-        call_later(self.env, deadline - now, lambda: self._wake(version))
+        self._timer = timer = Call(self._wake_fn)
+        heappush(env._queue, (now + (deadline - now), NORMAL, next(env._eid), timer))
 
-    def _wake(self, version: int) -> None:
-        if version != self._timer_version:
-            return  # superseded by an earlier wake-up
-        self._timer_at = float("inf")
-        partner = self.partner
+    def _wake(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        partner, flows = self.partner, self._flows
         self._advance()
         if partner is not None:
             if partner._flows:
                 partner._advance()
             else:
-                partner._last = self.env._now
-        flows = self._flows
+                partner._last = self._last
         # Transfers that end together finish in one wake-up. The tolerance (a byte, or
         # the float resolution of V when V is large) keeps rounding from re-arming the
         # timer for a remainder that can never be reached.
-        limit = self._vt + max(1.0, abs(self._vt) * 1e-12)
-        now_bin = int(self.env._now // self.bin_s)
+        vt = self._vt
+        limit = vt + max(1.0, abs(vt) * 1e-12)
+        if not flows or flows[0][0] > limit:  # early: the rate dropped since it was armed
+            self._reschedule()
+            return
+        now_bin = int(self._last // self.bin_s)
         byte_bins = self.byte_bins
-        finished = []
+        _, _, done, num_bytes, units = heappop(flows)
+        self.bytes += num_bytes
+        byte_bins[now_bin] = byte_bins.get(now_bin, 0) + num_bytes
+        finished = None
         while flows and flows[0][0] <= limit:
+            if finished is None:
+                finished = [(done, units)]
             _, _, done, num_bytes, units = heappop(flows)
             self.bytes += num_bytes
             byte_bins[now_bin] = byte_bins.get(now_bin, 0) + num_bytes
             finished.append((done, units))
-        self._reschedule()
-        if partner is not None and not flows and partner._flows:
+        if flows:
+            self._reschedule()
+        elif partner is not None and partner._flows:
             partner._reschedule()  # its rate just rose back to its own bandwidth
-        gate = self.gate
-        for done, units in finished:  # after the link's state is settled: they may submit more
+        # The transfers' callbacks, after the link's state is settled: they may submit more.
+        gate = self._gate
+        if finished is None:
             if units:
                 gate.leave(units)  # type: ignore[union-attr]
             done()
+            return
+        for done, units in finished:
+            if units:
+                gate.leave(units)  # type: ignore[union-attr]
+            done()
+
+    # One flow at most (a gate of one): the steps of _join, _reschedule and _wake with
+    # len(flows) == 1 written out, the same operations in the same order (x * 1 and x / 1
+    # are x exactly, so the arithmetic is the general path's).
+    def _join_alone(
+        self, num_bytes: int, done: Callable[[], None], work: float, units: int
+    ) -> None:
+        env, partner, flows = self.env, self.partner, self._flows
+        if flows:  # cannot happen behind a gate of one; the general path stays right
+            self._join(num_bytes, done, work, units)
+            return
+        now = self._last = env._now
+        busy = partner is not None and bool(partner._flows)
+        if busy:
+            partner._advance()  # type: ignore[union-attr]
+        elif partner is not None:
+            partner._last = now
+        vt = self._vt
+        end = vt + work
+        flows.append((end, 0, done, num_bytes, units))
+        remaining = end - vt
+        rate = min(self.bandwidth, self.duplex_rate) if busy else self.bandwidth
+        deadline = now + (remaining if remaining >= 0.0 else 0.0) / rate
+        if self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.fn = _superseded
+            self._timer_at = deadline
+            self._timer = timer = Call(self._wake_alone)
+            heappush(env._queue, (now + (deadline - now), NORMAL, next(env._eid), timer))
+        if busy:
+            partner._reschedule()  # type: ignore[union-attr]  # its rate dropped to the duplex share
+
+    def _wake_alone(self) -> None:
+        flows = self._flows
+        if len(flows) != 1:  # cannot happen behind a gate of one
+            self._wake()
+            return
+        self._timer, self._timer_at = None, float("inf")
+        partner = self.partner
+        now = self.env._now
+        busy = partner is not None and bool(partner._flows)
+        elapsed = now - self._last
+        if elapsed > 0:
+            rate = min(self.bandwidth, self.duplex_rate) if busy else self.bandwidth
+            self._vt += elapsed * rate
+            self._record_busy(self._last, now)
+        self._last = now
+        if busy:
+            partner._advance()  # type: ignore[union-attr]
+        elif partner is not None:
+            partner._last = now
+        vt = self._vt
+        if flows[0][0] > vt + max(1.0, abs(vt) * 1e-12):  # early: the rate dropped
+            self._reschedule()
+            return
+        _, _, done, num_bytes, units = flows.pop()
+        self.bytes += num_bytes
+        now_bin = int(now // self.bin_s)
+        byte_bins = self.byte_bins
+        byte_bins[now_bin] = byte_bins.get(now_bin, 0) + num_bytes
+        if busy:
+            partner._reschedule()  # type: ignore[union-attr]  # its rate rose back
+        if units:
+            self._gate.leave(units)  # type: ignore[union-attr]
+        done()
 
     def finish(self) -> None:
         """Account busy time up to ``env.now`` (call once the simulation is over)."""

@@ -217,7 +217,10 @@ class TimingModel:
         link, per_block, block_bytes = self._paths[op.path]
         blocks = op.end - op.start
         # As _copies, without its call where the I/Os are not counted.
-        copies = self._copies(op) if per_block is None else max(1, blocks * per_block)
+        if per_block is None:
+            copies = self._copies(op)
+        else:
+            copies = blocks * per_block or 1  # max(1, ...) of a count >= 0
         # Units of the link's queue it needs: SSD ops one per I/O (per block when the
         # I/Os are not counted), capped at the depth by the gate.
         need = copies if self.count_ios else blocks
@@ -355,7 +358,10 @@ class _RequestRun:
         model = self.model
         self.start = model.env._now
         if model.match_s and self.req.op == "get":
-            model.cpu(model.match_s, self.get)
+            if model.host is None:
+                call_later(model.env, model.match_s, self.get)
+            else:
+                model.host.run(model.match_s, self.get)
         else:
             self.get()
 
