@@ -80,15 +80,23 @@ def call_later(env: simpy.Environment, delay: float, fn: Callable[[], None]) -> 
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Call(fn)))
 
 
+_INF = float("inf")
+
+
 def _superseded() -> None:
     """What a wake-up that an earlier one replaced does when its time comes."""
 
 
-def run_events(env: simpy.Environment, until: float | None = None) -> None:
+def run_events(
+    env: simpy.Environment, until: float | None = None,
+    arrivals: deque[tuple[float, int, int, Call]] | None = None,
+) -> None:
     """``env.run(until)``, stepping :class:`Call` events without SimPy's per-event work.
 
     Events are taken in the queue's order either way; any other event (a resource
-    request, the ``until`` stop) is put back and stepped by SimPy itself.
+    request, the ``until`` stop) is put back and stepped by SimPy itself. ``arrivals``:
+    queue entries kept apart in key order (:func:`schedule_arrival`), merged here by key,
+    so that the heap holds only what is in flight and stays shallow.
     """
     if until is not None:  # as env.run(until) does: a stop before the events due then
         at = float(until)
@@ -99,20 +107,41 @@ def run_events(env: simpy.Environment, until: float | None = None) -> None:
         env.schedule(stop, URGENT, at - env._now)
         stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
     queue, step, pop = env._queue, env.step, heappop
+    later = arrivals if arrivals is not None else deque()
+    take = later.popleft
     try:
-        while queue:
-            entry = pop(queue)
+        while True:
+            # The next entry by (time, priority, event id): the heap's or the next arrival.
+            if later:
+                entry = pop(queue) if queue and queue[0] < later[0] else take()
+            elif queue:
+                entry = pop(queue)
+            else:
+                break
             event = entry[3]
             if event.__class__ is Call:
                 env._now = entry[0]
                 event.fn()
-            else:
-                heappush(queue, entry)  # event ids are unique: the same entry comes first
+            else:  # from the heap (arrivals are calls): the same entry comes first again
+                heappush(queue, entry)
                 step()
     except StopSimulation:
         return
     if until is not None:
         raise RuntimeError(f"no scheduled events left but 'until' ({until}) was not reached")
+
+
+def schedule_arrival(
+    env: simpy.Environment, arrivals: deque[tuple[float, int, int, Call]], delay: float,
+    fn: Callable[[], None],
+) -> None:
+    """:func:`call_later`, with the entry kept in ``arrivals`` (for :func:`run_events`)
+    while entries come in key order (a trace's arrivals do), else on the heap."""
+    entry = (env._now + delay, NORMAL, next(env._eid), Call(fn))
+    if arrivals and entry[0] < arrivals[-1][0]:
+        heappush(env._queue, entry)
+    else:
+        arrivals.append(entry)
 
 
 class Gate:
@@ -201,6 +230,7 @@ class FluidLink:
         self._alone = gate is not None and gate.capacity == 1
         self._join_fn = self._join_alone if self._alone else self._join
         self._wake_fn = self._wake_alone if self._alone else self._wake
+        self._latent: tuple[int, Callable[[], None], float, int] | None = None
 
     def rate(self) -> float:
         partner = self.partner
@@ -250,13 +280,26 @@ class FluidLink:
             factor = self._rng.lognormvariate(0.0, self.jitter)
             latency *= factor
             work = num_bytes * factor
-        join = self._join_fn
-        if latency > 0:  # call_later, inlined
-            env = self.env
-            heappush(env._queue, (env._now + latency, NORMAL, next(env._eid),
-                                  Call(lambda: join(num_bytes, on_done, work, units))))
+        if latency <= 0:
+            self._join_fn(num_bytes, on_done, work, units)
+            return
+        env = self.env
+        if self._alone:  # one op in latency at a time: it waits on the link, not in a closure
+            self._latent = (num_bytes, on_done, work, units)
+            call = Call(self._join_latent)
         else:
-            join(num_bytes, on_done, work, units)
+            join = self._join
+
+            def call_join() -> None:
+                join(num_bytes, on_done, work, units)
+
+            call = Call(call_join)
+        heappush(env._queue, (env._now + latency, NORMAL, next(env._eid), call))  # call_later
+
+    def _join_latent(self) -> None:
+        """The op of a link behind a gate of one, once its latency is over."""
+        args, self._latent = self._latent, None
+        self._join_alone(*args)  # type: ignore[misc]
 
     # -- processor sharing ---------------------------------------------------------------
     def _advance(self) -> None:
@@ -320,7 +363,7 @@ class FluidLink:
         heappush(env._queue, (now + (deadline - now), NORMAL, next(env._eid), timer))
 
     def _wake(self) -> None:
-        self._timer, self._timer_at = None, float("inf")
+        self._timer, self._timer_at = None, _INF
         partner, flows = self.partner, self._flows
         self._advance()
         if partner is not None:
@@ -367,7 +410,8 @@ class FluidLink:
 
     # One flow at most (a gate of one): the steps of _join, _reschedule and _wake with
     # len(flows) == 1 written out, the same operations in the same order (x * 1 and x / 1
-    # are x exactly, so the arithmetic is the general path's).
+    # are x exactly, and min/max are spelled as comparisons that pick the same operand,
+    # so the arithmetic is the general path's).
     def _join_alone(
         self, num_bytes: int, done: Callable[[], None], work: float, units: int
     ) -> None:
@@ -376,7 +420,7 @@ class FluidLink:
             self._join(num_bytes, done, work, units)
             return
         now = self._last = env._now
-        busy = partner is not None and bool(partner._flows)
+        busy = partner is not None and partner._flows  # the partner moves bytes
         if busy:
             partner._advance()  # type: ignore[union-attr]
         elif partner is not None:
@@ -385,7 +429,9 @@ class FluidLink:
         end = vt + work
         flows.append((end, 0, done, num_bytes, units))
         remaining = end - vt
-        rate = min(self.bandwidth, self.duplex_rate) if busy else self.bandwidth
+        rate = self.bandwidth
+        if busy and self.duplex_rate < rate:
+            rate = self.duplex_rate
         deadline = now + (remaining if remaining >= 0.0 else 0.0) / rate
         if self._timer_at > deadline:
             if self._timer is not None:
@@ -401,22 +447,25 @@ class FluidLink:
         if len(flows) != 1:  # cannot happen behind a gate of one
             self._wake()
             return
-        self._timer, self._timer_at = None, float("inf")
+        self._timer, self._timer_at = None, _INF
         partner = self.partner
         now = self.env._now
-        busy = partner is not None and bool(partner._flows)
-        elapsed = now - self._last
-        if elapsed > 0:
-            rate = min(self.bandwidth, self.duplex_rate) if busy else self.bandwidth
-            self._vt += elapsed * rate
-            self._record_busy(self._last, now)
+        busy = partner is not None and partner._flows
+        last = self._last
+        if now > last:
+            rate = self.bandwidth
+            if busy and self.duplex_rate < rate:
+                rate = self.duplex_rate
+            self._vt += (now - last) * rate
+            self._record_busy(last, now)
         self._last = now
         if busy:
             partner._advance()  # type: ignore[union-attr]
         elif partner is not None:
             partner._last = now
         vt = self._vt
-        if flows[0][0] > vt + max(1.0, abs(vt) * 1e-12):  # early: the rate dropped
+        tolerance = abs(vt) * 1e-12
+        if flows[0][0] > vt + (tolerance if tolerance > 1.0 else 1.0):  # early: rate dropped
             self._reschedule()
             return
         _, _, done, num_bytes, units = flows.pop()

@@ -22,8 +22,10 @@ depth pays for the slots it leaves empty), network to the remote store.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from heapq import heappush
 from typing import Any
 
 import simpy
@@ -47,7 +49,17 @@ from flexkv_engine.request_life import COLUMNS, tier_tokens
 from flexkv_engine.serving_pool import WorkingPool, working_blocks
 from flexkv_engine.trace import TransferRecord
 
-from ..devices import DuplexPair, FluidLink, Gate, HostCpu, call_later, run_events
+from ..devices import (
+    NORMAL,
+    Call,
+    DuplexPair,
+    FluidLink,
+    Gate,
+    HostCpu,
+    call_later,
+    run_events,
+    schedule_arrival,
+)
 from ..hardware import HardwareProfile
 from ..progress import cyclic_gc_paused, progress_bar
 from .store import StoreModel, fail_lost_reads, record_writes
@@ -82,6 +94,7 @@ class TimingModel:
         """``env`` and ``store``: shared with other instances (default: their own)."""
         config = inp.config
         cache = config.cache_config
+        own_env = env is None
         self.env = env = env if env is not None else simpy.Environment()
         # The twin moves no bytes; it keeps block ids only to count the I/Os of SSD ops
         # when the profile charges them.
@@ -154,6 +167,9 @@ class TimingModel:
         self.records: list[tuple[Any, ...]] = []  # rows of TIMING_COLUMNS, in end order
         self.sequential = False
         self._pending: list[Any] = []  # one-at-a-time pacing: requests not started, reversed
+        # Arrivals not yet due, in key order, apart from the heap (devices.run_events);
+        # on an environment of several models (shared.py, env.run()) they go on the heap.
+        self._arrivals: deque[Any] | None = deque() if own_env else None
         self.transfers: list[TransferRecord] | None = None  # a list: record every op
         # A list: log every planner call as the engine's tracer does (event records).
         self.events: list[dict[str, Any]] | None = None
@@ -254,7 +270,14 @@ class TimingModel:
                     record_writes(graph, store, only)
                 then()
 
-            self._send(graph, only, single)
+            link, per_block, block_bytes = self._paths[only.path]
+            if per_block is None or self.transfers is not None:
+                self._send(graph, only, single)
+            else:  # _send's steps for an op whose copies are per block, nothing recorded
+                blocks = only.end - only.start
+                copies = blocks * per_block or 1  # max(1, ...) of a count >= 0
+                link.transfer(blocks * block_bytes, copies, single,
+                              copies if self.count_ios else blocks)
             return
         started: set[int] = set()
 
@@ -285,7 +308,11 @@ class TimingModel:
         delay = arrival - env.now
         if delay < 0:
             raise ValueError(f"request {req.request_id} arrives at {arrival}, before now")
-        call_later(env, delay, run.admitted if self.slots is None else run.queue)
+        fn = run.admitted if self.slots is None else run.queue
+        if self._arrivals is None:
+            call_later(env, delay, fn)
+        else:
+            schedule_arrival(env, self._arrivals, delay, fn)
 
     def result(self, wall_s: float) -> TimingResult:
         """The replay's result once the environment ran out of events."""
@@ -358,8 +385,10 @@ class _RequestRun:
         model = self.model
         self.start = model.env._now
         if model.match_s and self.req.op == "get":
-            if model.host is None:
-                call_later(model.env, model.match_s, self.get)
+            if model.host is None:  # call_later, inlined
+                env = model.env
+                heappush(env._queue, (env._now + model.match_s, NORMAL, next(env._eid),
+                                      Call(self.get)))
             else:
                 model.host.run(model.match_s, self.get)
         else:
@@ -420,8 +449,10 @@ class _RequestRun:
             call_later(model.env, compute_s, over)
             return
         self.prefill_s = compute_s
-        if compute_s:
-            call_later(model.env, compute_s, self.first_token)
+        if compute_s:  # call_later, inlined
+            env = model.env
+            heappush(env._queue, (env._now + compute_s, NORMAL, next(env._eid),
+                                  Call(self.first_token)))
         else:
             self.first_token()
 
@@ -441,9 +472,9 @@ class _RequestRun:
             self.pending -= 1
         else:
             model.execute(put, self.put_finished)
-        self.decode_s = req.output_tokens * model.compute.decode_step_s
-        if self.decode_s:
-            call_later(env, self.decode_s, self.decoded)
+        self.decode_s = decode_s = req.output_tokens * model.compute.decode_step_s
+        if decode_s:  # call_later, inlined
+            heappush(env._queue, (now + decode_s, NORMAL, next(env._eid), Call(self.decoded)))
         else:
             self.decoded()
 
@@ -461,7 +492,8 @@ class _RequestRun:
     def finish(self) -> None:
         """PUT and decode are over: the GPU blocks are free to keep or give back."""
         model, req, env = self.model, self.req, self.model.env
-        model.gpu_cache.release(req.keys, self.gpu_handle, env._now)
+        if self.gpu_handle is not None:  # release does nothing without one
+            model.gpu_cache.release(req.keys, self.gpu_handle, env._now)
         if self.slot is not None:
             model.slots.release(self.slot)  # type: ignore[union-attr]
         for waiter in model.working.release(self.working):
@@ -527,7 +559,7 @@ def replay_timing(
             model.working = WorkingPool(working_blocks(requests, 1))
             model._pending = list(reversed(requests))
             model.submit_next()
-            run_events(env)
+            run_events(env, arrivals=model._arrivals)
             bar.update(len(requests))
         else:
             for i, req in enumerate(requests):
@@ -535,9 +567,9 @@ def replay_timing(
                 if i % step == step - 1:
                     # Advance in slices so the progress bar moves and memory stays bounded.
                     if req.t > env.now:
-                        run_events(env, until=req.t)
+                        run_events(env, until=req.t, arrivals=model._arrivals)
                     bar.update(step)
-            run_events(env)
+            run_events(env, arrivals=model._arrivals)
             bar.update(len(requests) - (len(requests) // step) * step)
     result = model.result(time.perf_counter() - begin)
     bar.close()
