@@ -225,10 +225,9 @@ class FluidLink:
     @gate.setter
     def gate(self, gate: Gate | None) -> None:
         self._gate = gate
-        # Behind a gate of one unit at most one transfer moves at a time: _join_alone and
-        # _wake_alone do what _join and _wake do for a link of one flow, in fewer steps.
+        # Behind a gate of one unit one transfer at a time is in latency or moving:
+        # _join_alone and _wake_alone do what _join and _wake do for one flow, in fewer steps.
         self._alone = gate is not None and gate.capacity == 1
-        self._join_fn = self._join_alone if self._alone else self._join
         self._wake_fn = self._wake_alone if self._alone else self._wake
         self._latent: tuple[int, Callable[[], None], float, int] | None = None
 
@@ -280,26 +279,24 @@ class FluidLink:
             factor = self._rng.lognormvariate(0.0, self.jitter)
             latency *= factor
             work = num_bytes * factor
-        if latency <= 0:
-            self._join_fn(num_bytes, on_done, work, units)
-            return
         env = self.env
-        if self._alone:  # one op in latency at a time: it waits on the link, not in a closure
+        if self._alone:  # one op at a time: it waits out its latency on the link
             self._latent = (num_bytes, on_done, work, units)
-            call = Call(self._join_latent)
-        else:
-            join = self._join
+            if latency > 0:  # call_later, inlined
+                heappush(env._queue, (env._now + latency, NORMAL, next(env._eid),
+                                      Call(self._join_alone)))
+            else:
+                self._join_alone()
+            return
+        if latency <= 0:
+            self._join(num_bytes, on_done, work, units)
+            return
+        join = self._join
 
-            def call_join() -> None:
-                join(num_bytes, on_done, work, units)
+        def call_join() -> None:
+            join(num_bytes, on_done, work, units)
 
-            call = Call(call_join)
-        heappush(env._queue, (env._now + latency, NORMAL, next(env._eid), call))  # call_later
-
-    def _join_latent(self) -> None:
-        """The op of a link behind a gate of one, once its latency is over."""
-        args, self._latent = self._latent, None
-        self._join_alone(*args)  # type: ignore[misc]
+        heappush(env._queue, (env._now + latency, NORMAL, next(env._eid), Call(call_join)))
 
     # -- processor sharing ---------------------------------------------------------------
     def _advance(self) -> None:
@@ -412,9 +409,10 @@ class FluidLink:
     # len(flows) == 1 written out, the same operations in the same order (x * 1 and x / 1
     # are x exactly, and min/max are spelled as comparisons that pick the same operand,
     # so the arithmetic is the general path's).
-    def _join_alone(
-        self, num_bytes: int, done: Callable[[], None], work: float, units: int
-    ) -> None:
+    def _join_alone(self) -> None:
+        """_join of the op in ``_latent`` (set by _start)."""
+        num_bytes, done, work, units = self._latent  # type: ignore[misc]
+        self._latent = None
         env, partner, flows = self.env, self.partner, self._flows
         if flows:  # cannot happen behind a gate of one; the general path stays right
             self._join(num_bytes, done, work, units)

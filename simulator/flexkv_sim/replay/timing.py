@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from heapq import heappush
+from operator import itemgetter
 from typing import Any
 
 import simpy
@@ -318,7 +319,7 @@ class TimingModel:
         """The replay's result once the environment ran out of events."""
         for link in self.links.values():
             link.finish()
-        records = sorted(self.records, key=lambda r: r[1])
+        records = sorted(self.records, key=itemgetter(1))  # by arrival, stable
         return TimingResult(
             planner=self.planner,
             wall_s=wall_s,
