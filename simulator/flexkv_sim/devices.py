@@ -53,7 +53,7 @@ class Call:
 
     It sits in the environment's queue as an event that has succeeded, ordered by
     (time, priority, event id) like a Timeout, so ``env.run()`` steps it as any event,
-    and :func:`run` calls ``fn`` directly.
+    and :func:`run_events` calls ``fn`` directly.
     """
 
     __slots__ = ("fn",)
@@ -254,7 +254,7 @@ class FluidLink:
             self._start(num_bytes, copies, on_done, 0)
             return
         # Gate.enter, inlined for the op that finds its units free (no closure to make).
-        units = min(max(need, 1), gate.capacity)
+        units = 1 if self._alone else min(max(need, 1), gate.capacity)
         if not gate._waiting and gate.free >= units:
             gate.free -= units
             if admitted is not None:
@@ -314,6 +314,10 @@ class FluidLink:
         width = self.bin_s
         bins = self.busy_bins
         b = int(start // width)
+        edge = (b + 1) * width
+        if start < end <= edge:  # within one bin: what the loop below does in one turn
+            bins[b] = bins.get(b, 0.0) + (end - start)
+            return
         while start < end:
             edge = (b + 1) * width
             if edge <= start:  # float rounding put start on the next bin already
