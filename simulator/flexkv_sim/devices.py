@@ -27,7 +27,8 @@ the queue depth (one io_uring ring for reads and writes, at most that many I/Os 
 flight), where an op needs one unit per I/O, up to the whole depth.
 
 Links also keep the busy time and the bytes they moved, per time bin, for utilisation
-plots.
+plots. They schedule their steps as :class:`~flexkv_sim.calls.Call` entries on the SimPy
+queue (:func:`~flexkv_sim.calls.run_events` steps them without SimPy's per-event work).
 """
 
 from __future__ import annotations
@@ -37,111 +38,17 @@ import random
 from collections import deque
 from collections.abc import Callable
 from heapq import heappop, heappush
-from typing import Any
 
 import simpy
-from simpy.core import NORMAL, URGENT, StopSimulation
 
+from .calls import NORMAL, Call
 from .hardware import Curve
-
-
-# -- scheduling ---------------------------------------------------------------------------
-class Call:
-    """``fn()`` scheduled on a SimPy environment: what ``env.timeout(delay)`` with a
-    callback does, as one small object instead of a Timeout, its callback list and a
-    lambda.
-
-    It sits in the environment's queue as an event that has succeeded, ordered by
-    (time, priority, event id) like a Timeout, so ``env.run()`` steps it as any event,
-    and :func:`run_events` calls ``fn`` directly.
-    """
-
-    __slots__ = ("fn",)
-    _ok = True  # read by SimPy's step: the event succeeded
-
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self.fn = fn
-
-    @property
-    def callbacks(self) -> list[Callable[[Any], None]]:  # SimPy's step takes them once
-        return [self._fire]
-
-    @callbacks.setter
-    def callbacks(self, _value: Any) -> None:
-        pass
-
-    def _fire(self, _event: Any) -> None:
-        self.fn()
-
-
-def call_later(env: simpy.Environment, delay: float, fn: Callable[[], None]) -> None:
-    """Call ``fn()`` after ``delay`` (>= 0): at ``env.now + delay``, after the events
-    already due then, exactly as a Timeout of ``delay`` scheduled now would be."""
-    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), Call(fn)))
-
 
 _INF = float("inf")
 
 
 def _superseded() -> None:
     """What a wake-up that an earlier one replaced does when its time comes."""
-
-
-def run_events(
-    env: simpy.Environment, until: float | None = None,
-    arrivals: deque[tuple[float, int, int, Call]] | None = None,
-) -> None:
-    """``env.run(until)``, stepping :class:`Call` events without SimPy's per-event work.
-
-    Events are taken in the queue's order either way; any other event (a resource
-    request, the ``until`` stop) is put back and stepped by SimPy itself. ``arrivals``:
-    queue entries kept apart in key order (:func:`schedule_arrival`), merged here by key,
-    so that the heap holds only what is in flight and stays shallow.
-    """
-    if until is not None:  # as env.run(until) does: a stop before the events due then
-        at = float(until)
-        if at <= env._now:
-            raise ValueError(f"until ({at}) must be greater than the current simulation time")
-        stop = simpy.Event(env)
-        stop._ok, stop._value = True, None
-        env.schedule(stop, URGENT, at - env._now)
-        stop.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
-    queue, step, pop = env._queue, env.step, heappop
-    later = arrivals if arrivals is not None else deque()
-    take = later.popleft
-    try:
-        while True:
-            # The next entry by (time, priority, event id): the heap's or the next arrival.
-            if later:
-                entry = pop(queue) if queue and queue[0] < later[0] else take()
-            elif queue:
-                entry = pop(queue)
-            else:
-                break
-            event = entry[3]
-            if event.__class__ is Call:
-                env._now = entry[0]
-                event.fn()
-            else:  # from the heap (arrivals are calls): the same entry comes first again
-                heappush(queue, entry)
-                step()
-    except StopSimulation:
-        return
-    if until is not None:
-        raise RuntimeError(f"no scheduled events left but 'until' ({until}) was not reached")
-
-
-def schedule_arrival(
-    env: simpy.Environment, arrivals: deque[tuple[float, int, int, Call]], delay: float,
-    fn: Callable[[], None],
-) -> None:
-    """:func:`call_later`, with the entry kept in ``arrivals`` (for :func:`run_events`)
-    while entries come in key order (a trace's arrivals do), else on the heap."""
-    entry = (env._now + delay, NORMAL, next(env._eid), Call(fn))
-    if arrivals and entry[0] < arrivals[-1][0]:
-        heappush(env._queue, entry)
-    else:
-        arrivals.append(entry)
 
 
 class Gate:
@@ -261,6 +168,15 @@ class FluidLink:
                 admitted.append(self.env._now)
             self._start(num_bytes, copies, on_done, units)
             return
+        self._wait(gate, units, num_bytes, copies, on_done, admitted)
+
+    # Closures live in helpers of their own: a function that makes one pays for cells
+    # for its captured variables on every call, the paths that make none included.
+    def _wait(
+        self, gate: Gate, units: int, num_bytes: int, copies: int, on_done: Callable[[], None],
+        admitted: list[float] | None,
+    ) -> None:
+        """Queue the op at the gate until its units are free."""
 
         def start() -> None:
             if admitted is not None:
@@ -290,8 +206,14 @@ class FluidLink:
             return
         if latency <= 0:
             self._join(num_bytes, on_done, work, units)
-            return
-        join = self._join
+        else:
+            self._join_later(latency, num_bytes, on_done, work, units)
+
+    def _join_later(
+        self, latency: float, num_bytes: int, on_done: Callable[[], None], work: float,
+        units: int,
+    ) -> None:
+        join, env = self._join, self.env
 
         def call_join() -> None:
             join(num_bytes, on_done, work, units)
