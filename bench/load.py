@@ -22,10 +22,12 @@ The prefill compute model is the Llama-3-8B prefill measured on an H100 (bench/R
 (the default) the KV layout is the small one of bench/calibration.py (64 KiB per 16
 tokens) so that the runs fit this machine; with ``--device cuda`` it is the config's
 default, Llama-3-8B (2 MiB per 16 tokens), with CPU tiers of 600 and 1,200 blocks.
+``--tiers cpu`` leaves the SSD tier out of both configs (the copies and the compute
+model alone).
 
     python bench/load.py [--device cpu|cuda] [--requests 300] [--rate 8]
                          [--speeds 1,2,4,8,16] [--calibration-speeds 1,8]
-                         [--noise-speed 4] [--out DIR] [--json]
+                         [--noise-speed 4] [--tiers cpu+ssd|cpu] [--out DIR] [--json]
 """
 
 from __future__ import annotations
@@ -73,12 +75,18 @@ TARGETS = {  # error key -> bound (fractions)
 KNEE_TARGET = 0.15
 
 
+def cpu_tier_only(config: list[str]) -> list[str]:
+    """``config`` without its SSD tier (its ``ssd_*`` keys and SSD capacity)."""
+    return [o for o in config if not o.startswith(("cache_config.ssd", "cache_config.num_ssd"))]
+
+
 def record(out: Path, name: str, trace: Path, config: list[str], speed: float,
            ssd: Path, device: str = "cpu") -> dict[str, Any]:
     run = out / name
     shutil.rmtree(ssd, ignore_errors=True)
     layout = SETUPS[device][0]
-    sets = [a for o in [*layout, *PREFILL, *config, f"cache_config.ssd_cache_dir={ssd}"]
+    disk = [f"cache_config.ssd_cache_dir={ssd}"] if config != cpu_tier_only(config) else []
+    sets = [a for o in [*layout, *PREFILL, *config, *disk]
             for a in ("--set", o)]
     before, began = pressure(), time.monotonic()
     summary = json.loads(sh(
@@ -133,7 +141,7 @@ def held_out_row(name: str, speed: float, rate: float, report: dict[str, Any]) -
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=sorted(SETUPS), default="cpu")
     parser.add_argument("--requests", type=int, default=300, help="requests of each trace")
@@ -144,14 +152,22 @@ def main() -> None:
     parser.add_argument("--noise-speed", type=float, default=4.0,
                         help="the held-out speed recorded twice (the noise floor)")
     parser.add_argument("--ssd-dir", default="/var/tmp/flexkv-bench/load")
+    parser.add_argument("--tiers", choices=("cpu+ssd", "cpu"), default="cpu+ssd",
+                        help="the tiers of both configs (cpu: no SSD tier)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="flexkv-load-"))
     out.mkdir(parents=True, exist_ok=True)
     ssd = Path(args.ssd_dir)
     speeds = sorted(float(s) for s in args.speeds.split(","))
     _, config_a, config_b = SETUPS[args.device]
+    if args.tiers == "cpu":
+        config_a, config_b = cpu_tier_only(config_a), cpu_tier_only(config_b)
     for name, workload, seed in (("A", "multiturn", 1), ("H", "rag", 7)):
         sh("flexkv-sim", "trace", "generate", "--workload", workload, "--requests",
            str(args.requests), "--seed", str(seed), "--rate", str(args.rate),
