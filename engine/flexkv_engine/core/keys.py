@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Sequence
+from typing import cast
 
 KEY_BITS = 128
 _ROOT_PERSON = b"flexkv-twin-root"
@@ -113,14 +114,16 @@ def block_keys_batch(
                 f"{len(namespace)} namespaces for {len(seqs)} sequences; give one per sequence"
             )
         spaces: list[Namespace] = list(namespace)
+        single: Namespace = None
     else:
-        spaces = [namespace] * len(seqs)
+        single = cast(Namespace, namespace)  # not a list or tuple: one for all
+        spaces = [single] * len(seqs)
     native = native_block_keys_many()
     if native is not None and seqs:
         ns: object = (
             [_ns_bytes(n) for n in spaces]
             if isinstance(namespace, (list, tuple))
-            else _ns_bytes(namespace)
+            else _ns_bytes(single)
         )
         try:
             return native(seqs, tokens_per_block, ns)
@@ -143,7 +146,8 @@ def python_block_keys_batch(
         return [
             python_block_keys(s, tokens_per_block, n) for s, n in zip(seqs, namespace, strict=True)
         ]
-    return [python_block_keys(s, tokens_per_block, namespace) for s in seqs]
+    single = cast(Namespace, namespace)  # not a list or tuple: one for all
+    return [python_block_keys(s, tokens_per_block, single) for s in seqs]
 
 
 def python_block_keys(
