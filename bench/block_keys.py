@@ -5,8 +5,9 @@ Hashes random token sequences (``--tokens`` tokens each, vocabulary of 128,000) 
 the same keys. The native one-sequence call is timed on a list of ints and on a numpy
 int64 array (read in place); the batched call (``block_keys_many``: all ``--sequences``
 in one call, hashed side by side, one per SIMD lane) on lists and on arrays with the
-fastest code this CPU runs, and on arrays with each other implementation it can be asked
-for. Prints a JSON report.
+fastest code this CPU runs, on the calling thread only (``threads=1``) and spread over
+the cores (``threads=None``, automatic), and on arrays with each other implementation it
+can be asked for, on one thread. Prints a JSON report.
 
     python bench/block_keys.py [--tokens 12000] [--sequences 20] [--blocks 16 512] [--repeat 5]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import time
@@ -41,12 +43,14 @@ def native(seq, tpb: int) -> list[int]:
     return _native.block_keys(seq, tpb, b"")
 
 
-def best_batch_seconds(seqs: list, tpb: int, repeat: int, implementation: str | None) -> float:
+def best_batch_seconds(
+    seqs: list, tpb: int, repeat: int, implementation: str | None, threads: int | None = 1
+) -> float:
     """Best time of ``repeat`` calls of ``block_keys_many`` on every sequence at once."""
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()
-        _native.block_keys_many(seqs, tpb, b"", implementation=implementation)
+        _native.block_keys_many(seqs, tpb, b"", implementation=implementation, threads=threads)
         runs.append(time.perf_counter() - start)
     return min(runs)
 
@@ -68,6 +72,8 @@ def main() -> None:
         "tokens_per_sequence": args.tokens,
         "sequences": args.sequences,
         "batch_implementation": _native.block_keys_implementation(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "runs": [],
     }
     runs: list[dict[str, object]] = []
@@ -81,13 +87,20 @@ def main() -> None:
         wants = [python_block_keys(seq, tpb) for seq in lists]
         others = [n for n in _native.block_keys_implementations() if n != best]
         for impl in [None, *others]:
-            assert _native.block_keys_many(arrays, tpb, b"", implementation=impl) == wants
+            for threads in (1, None):
+                got = _native.block_keys_many(
+                    arrays, tpb, b"", implementation=impl, threads=threads
+                )
+                assert got == wants
+        assert _native.block_keys_many(lists, tpb, b"", threads=1) == wants
         assert _native.block_keys_many(lists, tpb, b"") == wants
         py = best_seconds(python_block_keys, lists, tpb, args.repeat)
         nat_list = best_seconds(native, lists, tpb, args.repeat)
         nat_arr = best_seconds(native, arrays, tpb, args.repeat)
         batch_list = best_batch_seconds(lists, tpb, args.repeat, None)
         batch_arr = best_batch_seconds(arrays, tpb, args.repeat, None)
+        threaded_list = best_batch_seconds(lists, tpb, args.repeat, None, threads=None)
+        threaded_arr = best_batch_seconds(arrays, tpb, args.repeat, None, threads=None)
         run: dict[str, object] = {
             "tokens_per_block": tpb,
             "blocks": blocks,
@@ -96,10 +109,14 @@ def main() -> None:
             "native_numpy_us_per_block": round(nat_arr / blocks * 1e6, 3),
             f"batch_{best}_list_us_per_block": round(batch_list / blocks * 1e6, 3),
             f"batch_{best}_numpy_us_per_block": round(batch_arr / blocks * 1e6, 3),
+            f"batch_{best}_threads_list_us_per_block": round(threaded_list / blocks * 1e6, 3),
+            f"batch_{best}_threads_numpy_us_per_block": round(threaded_arr / blocks * 1e6, 3),
             "speedup_list": round(py / nat_list, 2),
             "speedup_numpy": round(py / nat_arr, 2),
             f"speedup_batch_{best}_list": round(py / batch_list, 2),
             f"speedup_batch_{best}_numpy": round(py / batch_arr, 2),
+            f"speedup_batch_{best}_threads_list": round(py / threaded_list, 2),
+            f"speedup_batch_{best}_threads_numpy": round(py / threaded_arr, 2),
         }
         for impl in others:
             sec = best_batch_seconds(arrays, tpb, args.repeat, impl)

@@ -9,6 +9,7 @@
 // side then takes its own path, which raises the error of record.
 #include "keys/bind_keys.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -27,6 +28,8 @@ namespace {
 
 // Hashing runs without the GIL from this many blocks on (about 20 us of work).
 constexpr std::size_t kReleaseGilBlocks = 64;
+// block_keys_many shares a batch among at most this many threads, whatever it is asked.
+constexpr long long kMaxThreads = 1024;
 // block_keys_many keeps up to this much scratch memory per thread between calls.
 constexpr std::size_t kKeepScratchBytes = std::size_t{64} << 20;
 
@@ -238,14 +241,31 @@ LanesCode code_named(nb::handle name) {
                               .c_str());
 }
 
+// 0 (automatic) for None, else a count >= 1 (more than kMaxThreads: kMaxThreads).
+unsigned threads_named(nb::handle threads) {
+    if (threads.is_none()) {
+        return 0;
+    }
+    if (!PyLong_Check(threads.ptr())) {
+        throw nb::type_error("threads must be None or an int");
+    }
+    int overflow = 0;
+    const long long n = PyLong_AsLongLongAndOverflow(threads.ptr(), &overflow);
+    if (overflow < 0 || (overflow == 0 && n < 1)) {
+        throw nb::value_error("threads must be None or >= 1");
+    }
+    return static_cast<unsigned>(overflow > 0 ? kMaxThreads : std::min(n, kMaxThreads));
+}
+
 // Keys of every sequence of `seqs` in one call, the sequences hashed side by side
 // (block_keys_lanes.h). `ns`: one namespace for all, or a list or tuple of one each.
 nb::list block_keys_many(nb::handle seqs, std::size_t tokens_per_block, nb::handle ns,
-                         bool le64, nb::handle implementation) {
+                         bool le64, nb::handle implementation, nb::handle threads) {
     if (tokens_per_block < 1) {
         throw nb::value_error("tokens_per_block must be >= 1");
     }
     const LanesCode code = code_named(implementation);
+    const unsigned num_threads = threads_named(threads);
     nb::object items = nb::steal(PySequence_Fast(seqs.ptr(), "sequences: a sequence is needed"));
     if (!items.is_valid()) {
         throw nb::python_error();
@@ -306,9 +326,9 @@ nb::list block_keys_many(nb::handle seqs, std::size_t tokens_per_block, nb::hand
     }
     if (first_key[count] >= kReleaseGilBlocks) {
         nb::gil_scoped_release unlocked;
-        chain_keys_lanes(batch.data(), count, tokens_per_block, code);
+        chain_keys_lanes(batch.data(), count, tokens_per_block, code, num_threads);
     } else {
-        chain_keys_lanes(batch.data(), count, tokens_per_block, code);
+        chain_keys_lanes(batch.data(), count, tokens_per_block, code, 1);
     }
     PyObject* out = PyList_New(static_cast<Py_ssize_t>(count));
     if (out == nullptr) {
@@ -349,16 +369,22 @@ void bind_keys(nb::module_& m) {
           "block_keys() of tokens packed as little-endian int64 bytes (struct '<q').");
     m.def("block_keys_many", &block_keys_many, "sequences"_a, "tokens_per_block"_a,
           "namespace"_a, nb::kw_only(), "le64"_a = false, "implementation"_a = nb::none(),
+          "threads"_a = nb::none(),
           nb::sig("def block_keys_many(sequences: collections.abc.Sequence[object], "
                   "tokens_per_block: int, namespace: collections.abc.Buffer | "
                   "collections.abc.Sequence[collections.abc.Buffer], *, le64: bool = False, "
-                  "implementation: str | None = None) -> list[list[int]]"),
+                  "implementation: str | None = None, threads: int | None = None) -> "
+                  "list[list[int]]"),
           "block_keys() of every sequence, in one call: a list of key lists in the order of "
           "`sequences`. Sequences are hashed side by side, one per SIMD lane. `namespace`: "
           "bytes for all, or a list or tuple of bytes, one per sequence. `le64`: every "
           "sequence is packed little-endian int64 bytes (as block_keys_le64 takes). "
           "`implementation`: None for the fastest on this CPU (block_keys_implementation()), "
-          "or one of block_keys_implementations() (all give the same keys).");
+          "or one of block_keys_implementations() (all give the same keys). `threads`: None "
+          "to spread a large batch over one thread per core (whole groups of eight "
+          "sequences each, balanced by work; a small one stays on the calling thread), 1 "
+          "for the calling thread only, or at most that many (same keys). Hashing runs "
+          "without the GIL.");
     m.def(
         "block_keys_implementation", [] { return lanes_implementation(); },
         "The code block_keys_many() runs on this CPU: 'avx512', 'avx2' or 'serial'.");

@@ -4,7 +4,8 @@
 // for all lanes (one AVX-512 register where the CPU has it, chosen at run time; the same
 // code on narrower registers otherwise). Keys of one sequence depend on each other, keys
 // of different sequences do not: a batch of requests hashes in parallel even though each
-// request is a serial chain. Same values as chain_keys (block_keys.cpp).
+// request is a serial chain. Same values as chain_keys (block_keys.cpp). A large batch
+// is also shared among threads, whole groups of eight sequences each.
 //
 // A block's message is the predecessor key (16 bytes: two little-endian words) and the
 // block's tokens (one little-endian int64 word each), so every message word is either a
@@ -14,7 +15,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <numeric>
+#include <exception>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "keys/blake2b.h"
@@ -30,6 +33,12 @@ namespace {
 constexpr int kLanes = 8;
 constexpr std::size_t kBlockWords = kBlake2bBlockBytes / 8;  // 16 message words
 constexpr std::size_t kKeyWords = kKeyBytes / 8;             // 2
+// An automatic batch takes a thread per this many compressions of its work (two per
+// 16-token key, 33 per 512-token key; about 45 ns each on eight AVX-512 lanes): a batch
+// is shared from 12,288 on, about 0.5 ms of work. Measured on two cores (a thread takes
+// 20-50 us to start), a second thread lost below about 4,000, lost or gained up to 1.2x
+// up to 8,400 and gained 1.2x-1.35x from 15,000 on.
+constexpr std::size_t kMinThreadWork = 6144;
 
 // Eight 64-bit lanes (a GCC/Clang vector type: one AVX-512 register where the function is
 // compiled for it, pairs or quads of narrower registers otherwise). Values of this type
@@ -140,26 +149,11 @@ void load_message(const Lane& lane, Row m[kBlockWords], Row& t, Row& f, int l) n
     f.x[l] = lane.chunk + 1 == lane.chunks ? ~std::uint64_t{0} : 0;
 }
 
-// Sequences by decreasing length, the empty ones left out: the longest start first, so
-// that the lanes run out of work together.
-std::vector<std::size_t> longest_first(const Sequence* seqs, std::size_t count) {
-    std::vector<std::size_t> order;
-    order.reserve(count);
-    for (std::size_t i = 0; i < count; ++i) {
-        if (seqs[i].num_tokens != 0) {
-            order.push_back(i);
-        }
-    }
-    std::stable_sort(order.begin(), order.end(), [seqs](std::size_t a, std::size_t b) {
-        return seqs[a].num_tokens > seqs[b].num_tokens;
-    });
-    return order;
-}
-
-// Give lane `l` the next sequence of `order`; false (the lane idles) when none is left.
-bool take(Lane& lane, Row h[8], int l, const Sequence* seqs,
-          const std::vector<std::size_t>& order, std::size_t& next, std::size_t tpb) noexcept {
-    if (next == order.size()) {
+// Give lane `l` the next sequence of `order` (indices into `seqs`, `n` of them); false
+// (the lane idles) when none is left.
+bool take(Lane& lane, Row h[8], int l, const Sequence* seqs, const std::size_t* order,
+          std::size_t n, std::size_t& next, std::size_t tpb) noexcept {
+    if (next == n) {
         lane.active = false;
         return false;
     }
@@ -174,9 +168,10 @@ bool take(Lane& lane, Row h[8], int l, const Sequence* seqs,
     return true;
 }
 
-__attribute__((always_inline)) inline void run_lanes(const Sequence* seqs, std::size_t count,
-                                                     std::size_t tpb) {
-    const std::vector<std::size_t> order = longest_first(seqs, count);
+// The sequences `order[0 .. n)` of `seqs`, longest first, none empty.
+__attribute__((always_inline)) inline void run_lanes(const Sequence* seqs,
+                                                     const std::size_t* order, std::size_t n,
+                                                     std::size_t tpb) noexcept {
     std::size_t next = 0;
     Lane lanes[kLanes];
     Row h[8] = {};
@@ -185,7 +180,7 @@ __attribute__((always_inline)) inline void run_lanes(const Sequence* seqs, std::
     Row f = {};
     int active = 0;
     for (int l = 0; l < kLanes; ++l) {
-        active += take(lanes[l], h, l, seqs, order, next, tpb) ? 1 : 0;
+        active += take(lanes[l], h, l, seqs, order, n, next, tpb) ? 1 : 0;
     }
     while (active > 0) {
         for (int l = 0; l < kLanes; ++l) {
@@ -256,7 +251,7 @@ __attribute__((always_inline)) inline void run_lanes(const Sequence* seqs, std::
             lane.left -= lane.len;
             if (lane.left != 0) {
                 begin_block(lane, h, l, tpb);
-            } else if (!take(lane, h, l, seqs, order, next, tpb)) {
+            } else if (!take(lane, h, l, seqs, order, n, next, tpb)) {
                 --active;
             }
         }
@@ -269,18 +264,92 @@ __attribute__((always_inline)) inline void run_lanes(const Sequence* seqs, std::
 #undef FLEXKV_LANES_G
 
 #ifdef FLEXKV_KEYS_X86_SIMD
-__attribute__((target("avx512f"))) void run_avx512(const Sequence* seqs, std::size_t count,
-                                                     std::size_t tpb) {
-    run_lanes(seqs, count, tpb);
+__attribute__((target("avx512f"))) void run_avx512(const Sequence* seqs,
+                                                     const std::size_t* order, std::size_t n,
+                                                     std::size_t tpb) noexcept {
+    run_lanes(seqs, order, n, tpb);
 }
 
 // Eight lanes on two 256-bit registers each: no vector rotate, so about twice the
 // instructions of AVX-512, and still about twice as fast as the serial code.
-__attribute__((target("avx2"))) void run_avx2(const Sequence* seqs, std::size_t count,
-                                                std::size_t tpb) {
-    run_lanes(seqs, count, tpb);
+__attribute__((target("avx2"))) void run_avx2(const Sequence* seqs, const std::size_t* order,
+                                                std::size_t n, std::size_t tpb) noexcept {
+    run_lanes(seqs, order, n, tpb);
 }
 #endif
+
+// The sequences `order[0 .. n)` of `seqs` with `code` (resolved: not `best`, supported).
+void run_code(LanesCode code, const Sequence* seqs, const std::size_t* order, std::size_t n,
+              std::size_t tpb) {
+    switch (code) {
+        case LanesCode::serial:
+            for (std::size_t i = 0; i < n; ++i) {
+                const Sequence& s = seqs[order[i]];
+                chain_keys(s.tokens, s.num_tokens, tpb, s.root, s.out);
+            }
+            return;
+#ifdef FLEXKV_KEYS_X86_SIMD
+        case LanesCode::avx512:
+            run_avx512(seqs, order, n, tpb);
+            return;
+        case LanesCode::avx2:
+            run_avx2(seqs, order, n, tpb);
+            return;
+#endif
+        default:
+            run_lanes(seqs, order, n, tpb);
+            return;
+    }
+}
+
+// Sequences by decreasing length, the empty ones left out: the longest start first, so
+// that the lanes run out of work together.
+std::vector<std::size_t> longest_first(const Sequence* seqs, std::size_t count) {
+    std::vector<std::size_t> order;
+    order.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        if (seqs[i].num_tokens != 0) {
+            order.push_back(i);
+        }
+    }
+    std::stable_sort(order.begin(), order.end(), [seqs](std::size_t a, std::size_t b) {
+        return seqs[a].num_tokens > seqs[b].num_tokens;
+    });
+    return order;
+}
+
+// Compressions of a sequence's keys: its work, in the unit every code spends it in.
+std::size_t compressions(std::size_t num_tokens, std::size_t tpb) noexcept {
+    const auto of_block = [](std::size_t len) {
+        return (kKeyBytes + 8 * len + kBlake2bBlockBytes - 1) / kBlake2bBlockBytes;
+    };
+    const std::size_t rest = num_tokens % tpb;
+    return num_tokens / tpb * of_block(tpb) + (rest != 0 ? of_block(rest) : 0);
+}
+
+// What one thread hashes: sequences of `order`, still longest first.
+struct Share {
+    std::vector<std::size_t> order;
+    std::size_t work = 0;  // compressions
+};
+
+// `order` cut into groups of `group` sequences (one per lane; the first are the
+// heaviest) and dealt to `n` shares, each group to the lightest share so far.
+std::vector<Share> shares_of(const Sequence* seqs, const std::vector<std::size_t>& order,
+                             std::size_t group, std::size_t n, std::size_t tpb) {
+    std::vector<Share> shares(n);
+    for (std::size_t begin = 0; begin < order.size(); begin += group) {
+        const std::size_t end = std::min(begin + group, order.size());
+        Share& lightest = *std::min_element(
+            shares.begin(), shares.end(),
+            [](const Share& a, const Share& b) { return a.work < b.work; });
+        for (std::size_t i = begin; i < end; ++i) {
+            lightest.order.push_back(order[i]);
+            lightest.work += compressions(seqs[order[i]].num_tokens, tpb);
+        }
+    }
+    return shares;
+}
 
 }  // namespace
 
@@ -337,30 +406,67 @@ const char* lanes_code_name(LanesCode code) noexcept {
 const char* lanes_implementation() noexcept { return lanes_code_name(best_lanes_code()); }
 
 void chain_keys_lanes(const Sequence* seqs, std::size_t count, std::size_t tokens_per_block,
-                      LanesCode code) {
+                      LanesCode code, unsigned threads) {
     if (code == LanesCode::best) {
         code = best_lanes_code();
     } else if (!lanes_code_supported(code)) {
         code = LanesCode::portable;
     }
-    switch (code) {
-        case LanesCode::serial:
-            for (std::size_t i = 0; i < count; ++i) {
-                chain_keys(seqs[i].tokens, seqs[i].num_tokens, tokens_per_block, seqs[i].root,
-                           seqs[i].out);
-            }
-            return;
-#ifdef FLEXKV_KEYS_X86_SIMD
-        case LanesCode::avx512:
-            run_avx512(seqs, count, tokens_per_block);
-            return;
-        case LanesCode::avx2:
-            run_avx2(seqs, count, tokens_per_block);
-            return;
-#endif
-        default:
-            run_lanes(seqs, count, tokens_per_block);
-            return;
+    const std::vector<std::size_t> order = longest_first(seqs, count);
+    // Threads: at most one per group of lanes (a thread with fewer sequences than lanes
+    // leaves lanes idle, and one sequence is a serial chain); automatic, also at most the
+    // cores and one per kMinThreadWork compressions, so that starting a thread (tens of
+    // microseconds) stays small beside its share.
+    const std::size_t group = code == LanesCode::serial ? 1 : kLanes;
+    const std::size_t groups = (order.size() + group - 1) / group;
+    std::size_t n = threads;
+    if (threads == 0) {
+        std::size_t work = 0;
+        for (const std::size_t i : order) {
+            work += compressions(seqs[i].num_tokens, tokens_per_block);
+        }
+        // Read once: glibc reads /sys for it, about as long as hashing a small batch.
+        static const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
+        n = std::min<std::size_t>(cores, work / kMinThreadWork);
+    }
+    n = std::min(n, groups);
+    if (n <= 1) {
+        run_code(code, seqs, order.data(), order.size(), tokens_per_block);
+        return;
+    }
+    // Shares write disjoint keys and only read the rest: no lock. The calling thread
+    // hashes share 0, and any share whose thread did not start.
+    const std::vector<Share> shares = shares_of(seqs, order, group, n, tokens_per_block);
+    std::vector<std::exception_ptr> errors(n);
+    const auto hash_share = [&](std::size_t t) {
+        try {
+            run_code(code, seqs, shares[t].order.data(), shares[t].order.size(),
+                     tokens_per_block);
+        } catch (...) {
+            errors[t] = std::current_exception();
+        }
+    };
+    std::vector<std::thread> workers;
+    workers.reserve(n - 1);
+    std::size_t started = 1;
+    for (; started < n; ++started) {
+        try {
+            workers.emplace_back(hash_share, started);
+        } catch (const std::system_error&) {
+            break;  // no thread to be had: the rest on this one
+        }
+    }
+    hash_share(0);
+    for (std::size_t t = started; t < n; ++t) {
+        hash_share(t);
+    }
+    for (std::thread& worker : workers) {
+        worker.join();
+    }
+    for (const std::exception_ptr& error : errors) {
+        if (error) {
+            std::rethrow_exception(error);
+        }
     }
 }
 

@@ -35,8 +35,12 @@ const char* lanes_code_name(LanesCode code) noexcept;
 const char* lanes_implementation() noexcept;
 
 // chain_keys() of every sequence from its own root, eight sequences at a time; a `code`
-// this CPU does not run (lanes_code_supported) runs `portable`.
+// this CPU does not run (lanes_code_supported) runs `portable`. `threads`: how many
+// threads may share the batch, each taking whole groups of eight sequences (of one for
+// `serial`), balanced by work; the calling thread is one of them. 0: automatic (one
+// per core, none added for a small batch); 1: the calling thread only. Every count
+// gives the same keys.
 void chain_keys_lanes(const Sequence* seqs, std::size_t count, std::size_t tokens_per_block,
-                      LanesCode code = LanesCode::best);
+                      LanesCode code = LanesCode::best, unsigned threads = 0);
 
 }  // namespace flexkv::keys

@@ -115,3 +115,53 @@ def test_batch_without_native_module(monkeypatch) -> None:
     want = [python_block_keys(s, 16, "t") for s in seqs]
     assert block_keys_batch(seqs, 16, "t") == want
     assert block_keys_batch(iter(seqs), 16, "t") == want
+    assert block_keys_batch(seqs, 16, "t", threads=2) == want
+
+
+def big_batch(rng: random.Random, tokens_per_block: int, blocks: int) -> list[np.ndarray]:
+    """Sequences of uneven lengths (some empty) holding about ``blocks`` blocks in all."""
+    seqs: list[np.ndarray] = []
+    while blocks > 0:
+        n = rng.choice([0, rng.randint(1, 3), rng.randint(1, 400)]) * tokens_per_block
+        n += rng.randrange(tokens_per_block)  # a partial last block, or none
+        seqs.append(np.array([rng.randrange(128000) for _ in range(n)], dtype=np.int64))
+        blocks -= n // tokens_per_block
+    return seqs
+
+
+# Blocks enough for the automatic count to take several threads: about 2, 33 and 1
+# compressions per block at 16, 512 and 7 tokens per block, several times 12,288.
+@pytest.mark.parametrize(("tokens_per_block", "blocks"), [(16, 20000), (512, 1500), (7, 30000)])
+@pytest.mark.parametrize("seed", range(2))
+def test_threads_give_the_same_keys(tokens_per_block: int, blocks: int, seed: int) -> None:
+    rng = random.Random(seed * 7919 + tokens_per_block)
+    seqs = big_batch(rng, tokens_per_block, blocks)
+    rng.shuffle(seqs)
+    want = [python_block_keys(s.tolist(), tokens_per_block, "t") for s in seqs]
+    assert _native.block_keys_many(seqs, tokens_per_block, b"t", threads=1) == want
+    assert _native.block_keys_many(seqs, tokens_per_block, b"t") == want
+    for name in IMPLEMENTATIONS:
+        for threads in (None, 2, 3, 5, 16, 10**6):
+            got = _native.block_keys_many(
+                seqs, tokens_per_block, b"t", implementation=name, threads=threads
+            )
+            assert got == want, (name, threads)
+    lists = [s.tolist() for s in seqs]
+    assert block_keys_batch(lists, tokens_per_block, "t", threads=3) == want
+    assert block_keys_batch(lists, tokens_per_block, "t") == want
+    spaces = [rng.choice(["a", b"b", None]) for _ in seqs]
+    per_ns = [python_block_keys(s, tokens_per_block, n) for s, n in zip(lists, spaces, strict=True)]
+    assert block_keys_batch(lists, tokens_per_block, spaces, threads=2) == per_ns
+    packed = [s.astype("<i8").tobytes() for s in seqs]
+    assert _native.block_keys_many(packed, tokens_per_block, b"t", le64=True, threads=4) == want
+
+
+def test_threads_argument() -> None:
+    seqs = [list(range(n)) for n in (0, 5, 33, 700)]
+    want = [python_block_keys(s, 16) for s in seqs]
+    for threads in (1, 2, 8):
+        assert block_keys_batch(seqs, 16, threads=threads) == want
+    with pytest.raises(ValueError, match="threads must be None or >= 1"):
+        block_keys_batch(seqs, 16, threads=0)
+    with pytest.raises(ValueError, match="threads must be None or >= 1"):
+        _native.block_keys_many(seqs, 16, b"", threads=0)

@@ -39,7 +39,7 @@ def namespace_root(namespace: str | bytes | None = None) -> int:
 
 
 NativeBlockKeys = Callable[[object, int, bytes], list[int]]
-NativeBlockKeysMany = Callable[[Sequence[object], int, object], list[list[int]]]
+NativeBlockKeysMany = Callable[..., list[list[int]]]  # (seqs, tpb, ns, *, threads=None)
 _native_keys: list[NativeBlockKeys | None] = []  # filled at the first call
 _native_keys_many: list[NativeBlockKeysMany | None] = []  # likewise
 
@@ -96,6 +96,8 @@ def block_keys_batch(
     seqs: Sequence[Sequence[int]],
     tokens_per_block: int,
     namespace: Namespace | Sequence[Namespace] = None,
+    *,
+    threads: int | None = None,
 ) -> list[list[int]]:
     """``[block_keys(s, tokens_per_block, namespace) for s in seqs]``, in one call.
 
@@ -103,9 +105,13 @@ def block_keys_batch(
     Sequences may be of any kind :func:`block_keys` takes, mixed. The native path hashes
     the sequences side by side; where it refuses the batch, each sequence takes
     :func:`block_keys`, so values and errors are the same as one call per sequence.
+    ``threads``: how many threads the native path may share a batch among; None spreads
+    a large batch over the cores, 1 keeps it on the calling thread (same keys).
     """
     if tokens_per_block < 1:
         raise ValueError(f"tokens_per_block must be >= 1, got {tokens_per_block}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be None or >= 1, got {threads}")
     if not isinstance(seqs, (list, tuple)):
         seqs = list(seqs)
     if isinstance(namespace, (list, tuple)):
@@ -126,7 +132,7 @@ def block_keys_batch(
             else _ns_bytes(single)
         )
         try:
-            return native(seqs, tokens_per_block, ns)
+            return native(seqs, tokens_per_block, ns, threads=threads)
         except (OverflowError, TypeError, ValueError):
             pass  # block_keys takes each sequence and raises the error of record
     return [block_keys(s, tokens_per_block, n) for s, n in zip(seqs, spaces, strict=True)]
