@@ -24,6 +24,7 @@ import simpy
 from flexkv_engine.replay_input import ReplayInput
 from flexkv_engine.trace import RequestRecord
 
+from ..calls import run_events
 from ..hardware import HardwareProfile
 from ..progress import cyclic_gc_paused
 from .hitrate import HitRateResult, Instance
@@ -105,7 +106,7 @@ def replay_shared_timing(
         models.append(model)
     begin = time.perf_counter()
     with cyclic_gc_paused():
-        env.run()
+        run_events(env)  # the Calls stepped directly, in env.run()'s order
     wall_s = time.perf_counter() - begin
     results: list[TimingResult] = [m.result(wall_s) for m in models]
     return SharedResult(list(results), models[0].store if shared and models else None, wall_s)

@@ -159,8 +159,8 @@ class TimingModel:
         self.records: list[tuple[Any, ...]] = []  # rows of TIMING_COLUMNS, in end order
         self.sequential = False
         self._pending: list[Any] = []  # one-at-a-time pacing: requests not started, reversed
-        # Arrivals not yet due, in key order, apart from the heap (devices.run_events);
-        # on an environment of several models (shared.py, env.run()) they go on the heap.
+        # Arrivals not yet due, in key order, apart from the heap (calls.run_events);
+        # on an environment of several models (shared.py) they go on the heap.
         self._arrivals: deque[Any] | None = deque() if own_env else None
         self.transfers: list[TransferRecord] | None = None  # a list: record every op
         # A list: log every planner call as the engine's tracer does (event records).
