@@ -154,3 +154,25 @@ def test_planning_is_deterministic() -> None:
         return out
 
     assert run() == run()
+
+
+def test_a_failed_writer_of_a_staged_run_leaves_it_to_the_other_until_that_ends() -> None:
+    # One CPU run staged by an SSD read (block 0) and a remote read (blocks 1-2): the
+    # remote read fails while the SSD read is still writing into the run's blocks.
+    p = planner(cpu=3, ssd=4, remote=6)
+    put(p, (1, 0, 0, 0, 0, 0), 1.0)
+    put(p, (0, 0, 0, 0, 0, 0, 0), 2.0)
+    graph = p.plan_get("r", chain((1, 0, 0)), 45, 3.0)
+    ssd = next(op for op in graph.ops if op.path == SSD_READ)
+    remote = next(op for op in graph.ops if op.path == REMOTE_READ)
+    assert ssd.dst is not None and remote.dst is not None and ssd.dst[1] is remote.dst[1]
+    cpu, node = ssd.dst
+    ids = cpu.block_ids(node, ssd.start, ssd.end)
+    p.complete(graph, remote, ok=False)
+    assert not node.removed and cpu.block_ids(node, ssd.start, ssd.end) == ids
+    p.complete(graph, ssd)
+    assert graph.done and node.removed and cpu.used == 0
+    assert p.stats.tokens_by_tier["ssd"] == p.stats.tokens_by_tier["remote"] == 0
+    for tier in p.tiers.values():
+        tier.check()
+        assert tier.root.lock == 0

@@ -58,6 +58,7 @@ class TransferGraph:
 
     __slots__ = (
         "done",
+        "doomed",
         "gpu_blocks",
         "graph_id",
         "in_flight",
@@ -92,6 +93,9 @@ class TransferGraph:
         self.locks: list[tuple[TierIndex, Node]] = []  # path locks released at the end
         # Inserted node -> ops still writing into it; committed when that reaches zero.
         self.writers: dict[Node, int] = {}
+        # Inserted nodes one of whose writers failed while others were still writing into
+        # them: aborted when the last of those ends (None until a node needs it).
+        self.doomed: set[Node] | None = None
         self.pending = 0
         self.done = False
         self.in_flight = False  # a GET stopped at blocks still being written

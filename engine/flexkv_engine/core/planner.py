@@ -308,7 +308,11 @@ class Planner:
                 if left is not None:
                     writers[node] = left - 1
                     if left == 1:
-                        dst[0].commit(node)
+                        doomed = graph.doomed
+                        if doomed is not None and node in doomed:
+                            dst[0].abort(node)  # another writer of it failed
+                        else:
+                            dst[0].commit(node)
         else:
             self._drop(graph, op, FAILED)
             self.stats.failed_ops += 1
@@ -341,7 +345,20 @@ class Planner:
         graph.pending -= 1
         if op.dst is not None:
             tier, node = op.dst
-            if graph.writers.pop(node, None) is not None:
+            writers = graph.writers
+            left = writers.get(node)
+            if left is None:
+                return
+            if left > 1:
+                # Other ops still write into the node's blocks (an SSD read and a remote
+                # read staging one run, say): it is aborted when the last of them ends,
+                # so that no pending op writes into blocks already freed.
+                writers[node] = left - 1
+                if graph.doomed is None:
+                    graph.doomed = set()
+                graph.doomed.add(node)
+            else:
+                del writers[node]
                 tier.abort(node)
 
     def _finish(self, graph: TransferGraph) -> None:
