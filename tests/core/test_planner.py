@@ -176,3 +176,22 @@ def test_a_failed_writer_of_a_staged_run_leaves_it_to_the_other_until_that_ends(
     for tier in p.tiers.values():
         tier.check()
         assert tier.root.lock == 0
+
+
+def test_a_write_of_blocks_already_in_cpu_keeps_its_source_when_the_new_copy_fails() -> None:
+    p = planner(cpu=5, ssd=1)  # room in SSD for block 0 only: its write needs no D2H
+    first = p.plan_put("w", chain((0,)), 16, 1.0)
+    p.complete(first, next(op for op in first.ops if op.path == D2H))
+    p.cancel(first)  # block 0 in CPU only
+    graph = p.plan_put("w2", chain((0, 0)), 32, 2.0)
+    d2h = next(op for op in graph.ops if op.path == D2H)
+    write = next(op for op in graph.ops if op.path == SSD_WRITE)
+    assert (d2h.start, write.start, write.end, write.deps) == (1, 0, 1, ())
+    ids = p.block_ids(write)
+    p.complete(graph, d2h, ok=False)
+    assert write.src is not None and not write.src[1].removed and p.block_ids(write) == ids
+    p.complete(graph, write)
+    assert graph.done and p.tiers["ssd"].probe(chain((0, 0))) == (1, 1)
+    for tier in p.tiers.values():
+        tier.check()
+        assert tier.root.lock == 0

@@ -188,6 +188,7 @@ class Planner:
         c_ready, c_present, c_handle = cpu.lookup(keys, now, hit=False)
         graph.locks.append((cpu, c_handle))
         cpu_end = c_ready
+        ready_handle = c_handle  # the path of the blocks already in CPU
         d2h: TransferOp | None = None
         if c_present == c_ready and c_ready < n:
             node = cpu.insert(c_handle, keys, n - c_ready, now)
@@ -210,7 +211,10 @@ class Planner:
                 continue
             graph.writers[node] = 0
             deps = (d2h.op_id,) if d2h is not None and node.end > d2h.start else ()
-            graph.add(path, ready, node.end, (cpu, c_handle), (tier, node), deps)
+            # A write of blocks already in CPU reads them through their own path, so that
+            # it keeps its source if the D2H copy of the new blocks fails.
+            graph.add(path, ready, node.end, (cpu, c_handle if deps else ready_handle),
+                      (tier, node), deps)
         if not graph.ops:
             self._finish(graph)
         return graph
